@@ -1,0 +1,60 @@
+# dropscore: the commands the README promises.
+# `make test` and `make demo` work on a fresh clone: they create .venv and run `npm ci` when needed.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install test unit lint format typecheck demo up down status bench clean
+
+help:
+	@echo "make demo   - run a CSV end to end on the local stack (Azurite + emulators + dev host)"
+	@echo "make test   - lint, type-check and run every test (unit, functions, integration, e2e)"
+	@echo "make up / down / status - the local stack"
+	@echo "make bench  - benchmarks (ratios against a baseline measured in the same run)"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+install: $(STAMP) node_modules/.package-lock.json
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit tests/functions -q
+
+test: install lint
+	$(PY) -m pytest -q
+
+demo: install
+	$(PY) -m localdev demo
+
+up: install
+	$(PY) -m localdev up
+
+down: $(STAMP)
+	$(PY) -m localdev down
+
+status: $(STAMP)
+	$(PY) -m localdev status
+
+bench: install
+	$(PY) bench/import_time.py
+	$(PY) bench/emulator_scoring.py
+
+clean:
+	rm -rf .localdev .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""dropscore's Azure Functions (Python v2 programming model).
+
+Triggers only: each parses its binding, calls ONE use case in shared.services, and logs.
+Settings are read on first use, never at import, so indexing works with no settings at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+
+import azure.functions as func
+
+from shared import core, runtime, services
+from shared.errors import ConfigError
+from shared.models import JobState
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+log = logging.getLogger("dropscore")
+
+
+# Event Grid in Azure (the only source Flex Consumption runs); LogsAndContainerScan locally.
+# Read at indexing because the binding needs a literal; a missing setting means Event Grid.
+def _blob_source() -> func.BlobSource:
+    text = os.environ.get("BLOB_TRIGGER_SOURCE", "").strip()
+    for source in func.BlobSource:
+        if source.value.lower() == text.lower():
+            return source
+    if text:
+        logging.getLogger("dropscore").warning("BLOB_TRIGGER_SOURCE=%r is not EventGrid or LogsAndContainerScan", text)
+    return func.BlobSource.EVENT_GRID
+
+
+BLOB_SOURCE = _blob_source()
+MAX_LIST_LIMIT = 1000
+
+
+@app.function_name("on_input_blob")
+@app.blob_trigger(
+    arg_name="blob",
+    path="%INPUT_CONTAINER%/{name}",
+    connection="AzureWebJobsStorage",
+    source=BLOB_SOURCE,
+)
+def on_input_blob(blob: func.InputStream) -> None:
+    """A CSV landed: record, validate (ranged read, never the whole blob), submit."""
+    container, _, name = (blob.name or "").partition("/")
+    properties = {key.lower(): value for key, value in (getattr(blob, "blob_properties", None) or {}).items()}
+    etag = properties.get("etag")
+    size = (
+        blob.length
+        if blob.length is not None
+        else int(properties.get("length") or properties.get("contentlength") or 0)
+    )
+    services.accept_blob(
+        runtime.deps(), container=container, name=name, size=size, etag=str(etag) if etag else None, url=blob.uri or ""
+    )
+
+
+@app.function_name("poll_jobs")
+@app.timer_trigger(arg_name="timer", schedule="%POLL_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def poll_jobs(timer: func.TimerRequest) -> None:
+    """Every %POLL_SCHEDULE%: look at the unfinished jobs only."""
+    if timer.past_due:
+        log.info("poll_jobs is running late (past due)")
+    services.poll(runtime.deps())
+
+
+@app.function_name("complete_job")
+@app.queue_trigger(arg_name="message", queue_name="%COMPLETIONS_QUEUE%", connection="AzureWebJobsStorage")
+def complete_job(message: func.QueueMessage) -> None:
+    """Deliver predictions (or file the failure), publish the event, leave the active index."""
+    try:
+        job_id = core.parse_completion_message(message.get_body().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        log.error("complete_job: dropped malformed message %s: %s", message.id, exc)
+        return
+    services.complete(runtime.deps(), job_id)
+
+
+@app.function_name("get_job")
+@app.route(route="jobs/{id}", methods=["GET"])
+def get_job(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/jobs/{id}: one job as JSON."""
+    try:
+        view = services.get_job(runtime.deps(), req.route_params.get("id", ""))
+    except ConfigError as exc:
+        return _json({"error": {"code": exc.code, "message": exc.message}}, 500)
+    if view is None:
+        return _json({"error": {"code": "NotFound", "message": "no such job"}}, 404)
+    return _json(view, 200)
+
+
+@app.function_name("list_jobs")
+@app.route(route="jobs", methods=["GET"])
+def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/jobs?state=<state>&limit=<1..1000>: jobs as JSON."""
+    try:
+        state, limit = _list_query(req.params)
+    except ValueError as exc:
+        return _json({"error": {"code": "BadRequest", "message": str(exc)}}, 400)
+    try:
+        jobs = services.list_jobs(runtime.deps(), state, limit)
+    except ConfigError as exc:
+        return _json({"error": {"code": exc.code, "message": exc.message}}, 500)
+    return _json({"jobs": jobs, "count": len(jobs)}, 200)
+
+
+def _list_query(values: Mapping[str, str]) -> tuple[JobState | None, int]:
+    state_text = values.get("state")
+    state = None
+    if state_text:
+        matches = [s for s in JobState if s.value.lower() == state_text.lower()]
+        if not matches:
+            raise ValueError(f"state must be one of {', '.join(s.value for s in JobState)}")
+        state = matches[0]
+    limit_text = values.get("limit") or "100"
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+    return state, int(limit_text)
+
+
+def _json(body: object, status: int) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")

@@ -1,0 +1,1 @@
+"""dropscore's offline stack (never deployed): Azurite, emulators and the Functions dev host."""

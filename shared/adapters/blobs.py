@@ -1,0 +1,125 @@
+"""Blob storage (azure-storage-blob): ranged reads pinned to one version, streamed writes, server-side copy."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Iterator
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContentSettings
+
+from shared.adapters.storage_errors import transient_on_outage
+from shared.errors import BlobChanged, BlobMissing, TransientError
+from shared.models import BlobInfo
+
+_COPY_WAIT_SECONDS = 600
+
+
+class AzureBlobStore:
+    def __init__(self, service: BlobServiceClient) -> None:
+        self._service = service
+        self._containers: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def account_name(self) -> str:
+        return str(self._service.account_name)
+
+    def url(self, container: str, name: str) -> str:
+        return str(self._service.get_blob_client(container, name).url)
+
+    @transient_on_outage
+    def properties(self, container: str, name: str) -> BlobInfo | None:
+        try:
+            props = self._service.get_blob_client(container, name).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        return BlobInfo(
+            etag=str(props.etag).strip('"'),
+            size=int(props.size),
+            content_type=props.content_settings.content_type,
+        )
+
+    @transient_on_outage
+    def read_range(self, container: str, name: str, offset: int, length: int, etag: str | None) -> bytes:
+        blob = self._service.get_blob_client(container, name)
+        try:
+            stream = blob.download_blob(offset=offset, length=length, etag=_quoted(etag), match_condition=_match(etag))
+            return bytes(stream.readall())
+        except ResourceNotFoundError:
+            raise BlobMissing(f"{container}/{name} was deleted before it could be read") from None
+        except ResourceModifiedError:
+            raise BlobChanged(f"{container}/{name} was overwritten after the trigger fired") from None
+
+    def chunks(self, container: str, name: str, etag: str | None = None) -> Iterator[bytes]:
+        blob = self._service.get_blob_client(container, name)
+        try:
+            stream = blob.download_blob(etag=_quoted(etag), match_condition=_match(etag))
+        except ResourceNotFoundError:
+            raise BlobMissing(f"{container}/{name} does not exist") from None
+        except ResourceModifiedError:
+            raise BlobChanged(f"{container}/{name} changed") from None
+        yield from stream.chunks()
+
+    @transient_on_outage
+    def write(
+        self,
+        container: str,
+        name: str,
+        data: Iterable[bytes] | bytes,
+        content_type: str,
+        overwrite: bool = True,
+    ) -> None:
+        self._ensure_container(container)
+        blob = self._service.get_blob_client(container, name)
+        blob.upload_blob(data, overwrite=overwrite, content_settings=ContentSettings(content_type=content_type))
+
+    @transient_on_outage
+    def copy(self, source_container: str, name: str, target_container: str, target_name: str) -> None:
+        self._ensure_container(target_container)
+        source = self._service.get_blob_client(source_container, name)
+        target = self._service.get_blob_client(target_container, target_name)
+        target.start_copy_from_url(source.url)
+        deadline = time.monotonic() + _COPY_WAIT_SECONDS
+        while True:
+            copy = target.get_blob_properties().copy
+            if copy.status in {None, "success"}:
+                return
+            if copy.status in {"failed", "aborted"}:
+                raise TransientError(
+                    f"copy to {target_container}/{target_name} {copy.status}: {copy.status_description}"
+                )
+            if time.monotonic() > deadline:
+                raise TransientError(f"copy to {target_container}/{target_name} still pending")
+            time.sleep(0.5)
+
+    @transient_on_outage
+    def delete(self, container: str, name: str, etag: str | None = None) -> bool:
+        try:
+            blob = self._service.get_blob_client(container, name)
+            blob.delete_blob(etag=_quoted(etag), match_condition=_match(etag))
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return False
+        return True
+
+    def _ensure_container(self, container: str) -> None:
+        if container in self._containers:
+            return
+        with self._lock:
+            with contextlib.suppress(ResourceExistsError):
+                self._service.create_container(container)
+            self._containers.add(container)
+
+
+def _quoted(etag: str | None) -> str | None:
+    """Conditions pin a read or delete to exactly one blob version (the service wants quoted ETags)."""
+    if not etag:
+        return None
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
+def _match(etag: str | None) -> MatchConditions | None:
+    return MatchConditions.IfNotModified if etag else None

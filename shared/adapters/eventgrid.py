@@ -1,0 +1,57 @@
+"""Publishing our events to an Event Grid custom topic (azure-eventgrid)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+from azure.core.messaging import CloudEvent
+from azure.eventgrid import EventGridEvent, EventGridPublisherClient
+
+from shared.errors import TransientError
+from shared.events import DATA_VERSION, OutEvent
+
+
+class EventGridPublisher:
+    """CloudEvents 1.0 by default; Event Grid schema when the topic was created with it."""
+
+    def __init__(self, client: EventGridPublisherClient, schema: str = "cloudevents") -> None:
+        self._client = client
+        self._schema = schema
+
+    def publish(self, events: Sequence[OutEvent]) -> None:
+        if not events:
+            return
+        payload: list[Any] = [self._render(event) for event in events]
+        try:
+            self._client.send(payload)
+        except ClientAuthenticationError as exc:
+            raise TransientError(
+                "Event Grid refused the credentials; give the app's identity the EventGrid Data Sender role "
+                f"on the topic (HTTP {exc.status_code})"
+            ) from None
+        except HttpResponseError as exc:
+            raise TransientError(f"Event Grid answered HTTP {exc.status_code}: {exc.reason}") from None
+        except AzureError as exc:
+            raise TransientError(f"Event Grid unreachable: {type(exc).__name__}") from None
+
+    def _render(self, event: OutEvent) -> CloudEvent[Any] | EventGridEvent:
+        if self._schema == "eventgrid":
+            return EventGridEvent(
+                subject=event.subject,
+                event_type=event.type,
+                data=event.data,
+                data_version=DATA_VERSION,
+                id=event.id,
+                event_time=event.time,
+            )
+        return CloudEvent(
+            source=event.source,
+            type=event.type,
+            data=event.data,
+            subject=event.subject,
+            id=event.id,
+            time=event.time,
+            datacontenttype="application/json",
+        )

@@ -1,0 +1,167 @@
+"""The app's data: frozen dataclasses and string enums, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """Where a job is in its life. The ledger stores these names."""
+
+    RECEIVED = "Received"
+    SUBMITTING = "Submitting"
+    SUBMITTED = "Submitted"
+    RUNNING = "Running"
+    SCORED = "Scored"
+    COMPLETED = "Completed"
+    REJECTED = "Rejected"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    TIMED_OUT = "TimedOut"
+
+
+#: States from which nothing more is asked of Azure ML.
+REMOTE_DONE = frozenset(
+    {
+        JobState.SCORED,
+        JobState.COMPLETED,
+        JobState.REJECTED,
+        JobState.FAILED,
+        JobState.CANCELED,
+        JobState.TIMED_OUT,
+    }
+)
+#: Terminal states a subscriber sees as the end of a job.
+TERMINAL = frozenset({JobState.COMPLETED, JobState.REJECTED, JobState.FAILED, JobState.CANCELED, JobState.TIMED_OUT})
+#: States where an Azure ML job exists and is polled.
+REMOTE_ACTIVE = frozenset({JobState.SUBMITTED, JobState.RUNNING})
+
+
+class RemoteStatus(StrEnum):
+    """Every status an Azure ML job reports (the REST enum)."""
+
+    NOT_STARTED = "NotStarted"
+    STARTING = "Starting"
+    PROVISIONING = "Provisioning"
+    PREPARING = "Preparing"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    FINALIZING = "Finalizing"
+    CANCEL_REQUESTED = "CancelRequested"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    NOT_RESPONDING = "NotResponding"
+    PAUSED = "Paused"
+    UNKNOWN = "Unknown"
+
+    @classmethod
+    def parse(cls, text: str | None) -> RemoteStatus:
+        """Map the service's text to a status; anything unrecognised is Unknown (keep polling)."""
+        for status in cls:
+            if text is not None and status.value.lower() == text.strip().lower():
+                return status
+        return cls.UNKNOWN
+
+
+class EventType(StrEnum):
+    JOB_SUBMITTED = "DropScore.JobSubmitted"
+    JOB_COMPLETED = "DropScore.JobCompleted"
+    JOB_FAILED = "DropScore.JobFailed"
+    INPUT_REJECTED = "DropScore.InputRejected"
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """One version of one input blob."""
+
+    account: str
+    container: str
+    name: str
+    etag: str
+    size: int
+    url: str
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    etag: str
+    size: int
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoteJob:
+    """What the batch endpoint says about a job."""
+
+    name: str
+    status: RemoteStatus
+    studio_url: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class InvokeRequest:
+    """One batch endpoint invocation: one input file, one explicit output file."""
+
+    job_name: str
+    input_uri: str
+    output_uri: str
+    repeatability_id: str
+    deployment: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the ledger: one input blob version and everything done with it."""
+
+    job_id: str
+    state: JobState
+    account: str
+    container: str
+    name: str
+    blob_etag: str
+    size: int
+    input_url: str
+    created_at: datetime
+    updated_at: datetime
+    attempt: int = 0
+    posts: int = 0
+    endpoint: str = ""
+    deployment: str = ""
+    input_uri: str = ""
+    output_uri: str = ""
+    output_container: str = ""
+    output_path: str = ""
+    aml_job_name: str = ""
+    aml_status: str = ""
+    studio_url: str = ""
+    submit_lease_until: datetime | None = None
+    submit_ambiguous: bool = False
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    scored_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_polled_at: datetime | None = None
+    completion_enqueued_at: datetime | None = None
+    predictions_container: str = ""
+    predictions_name: str = ""
+    predictions_url: str = ""
+    archive_container: str = ""
+    rows_in: int | None = None
+    rows_out: int | None = None
+    rows_missing: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    events_pending: tuple[str, ...] = ()
+    events_published: tuple[str, ...] = ()
+    finalized: bool = False
+    #: The ledger row's ETag when it was read; None for a row not yet stored.
+    version: str | None = field(default=None, compare=False)
+
+    @property
+    def blob(self) -> BlobRef:
+        return BlobRef(self.account, self.container, self.name, self.blob_etag, self.size, self.input_url)

@@ -1,0 +1,98 @@
+"""The outside world as the use cases see it: one Protocol per service.
+
+Adapters in shared/adapters implement these against Azure; tests/fakes.py implements them in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from shared.events import OutEvent
+from shared.models import BlobInfo, InvokeRequest, Job, JobState, RemoteJob
+
+
+class ScoringEndpoint(Protocol):
+    """An Azure ML batch endpoint (scoring URI)."""
+
+    @property
+    def endpoint_uri(self) -> str: ...
+
+    def invoke(self, request: InvokeRequest) -> RemoteJob:
+        """POST {scoring_uri}: raises ScoringUnavailable, ScoringAuthError, ScoringRequestError, JobNameTaken."""
+
+    def get_job(self, name: str) -> RemoteJob:
+        """GET {scoring_uri}/{name}: raises RemoteJobNotFound, ScoringUnavailable, ScoringAuthError."""
+
+    def cancel(self, name: str) -> bool:
+        """Ask Azure ML to cancel; False when cancel is not configured (no workspace id)."""
+
+
+@dataclass(frozen=True)
+class ActiveEntry:
+    job_id: str
+    state: str
+    updated_at: datetime
+
+
+class JobStore(Protocol):
+    """The ledger: insert-only creation, ETag-conditional updates, an index of unfinished jobs."""
+
+    def create(self, job: Job) -> Job:
+        """Insert; raises JobExists when the key is taken. Returns the job with its version."""
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def update(self, job: Job) -> Job:
+        """Write `job` only if the stored row is still at `job.version`; raises StaleJob otherwise."""
+
+    def mark_active(self, job: Job) -> None:
+        """Upsert the job's row in the active index."""
+
+    def unmark_active(self, job_id: str) -> None:
+        """Remove the job's row from the active index (no error when it is gone)."""
+
+    def active(self) -> Iterator[ActiveEntry]:
+        """Every unfinished job: a poll tick costs O(active), never O(history)."""
+
+    def query(self, state: JobState | None, limit: int) -> list[Job]: ...
+
+
+class BlobStore(Protocol):
+    @property
+    def account_name(self) -> str: ...
+
+    def url(self, container: str, name: str) -> str: ...
+
+    def properties(self, container: str, name: str) -> BlobInfo | None: ...
+
+    def read_range(self, container: str, name: str, offset: int, length: int, etag: str | None) -> bytes:
+        """Bytes [offset, offset+length) of the version `etag`; raises BlobChanged or BlobMissing."""
+
+    def chunks(self, container: str, name: str, etag: str | None = None) -> Iterator[bytes]: ...
+
+    def write(
+        self,
+        container: str,
+        name: str,
+        data: Iterable[bytes] | bytes,
+        content_type: str,
+        overwrite: bool = True,
+    ) -> None: ...
+
+    def copy(self, source_container: str, name: str, target_container: str, target_name: str) -> None:
+        """Server-side copy (waits for it to finish)."""
+
+    def delete(self, container: str, name: str, etag: str | None = None) -> bool:
+        """Delete (only the version `etag` when given); False when there was nothing to delete."""
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: Sequence[OutEvent]) -> None:
+        """Raises TransientError when the topic cannot take them now."""
+
+
+class CompletionQueue(Protocol):
+    def enqueue(self, job_id: str) -> None: ...

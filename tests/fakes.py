@@ -1,0 +1,302 @@
+"""In-memory stand-ins for the ports, checked by their end state (never mocks of SDK classes).
+
+Each fake keeps the behaviour the services rely on: the job store's insert-only creation and
+ETag-conditional updates (412), blob ETags that change on every write, a scoring endpoint
+that records every POST and answers from a script.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from shared.config import Settings
+from shared.errors import (
+    BlobChanged,
+    BlobMissing,
+    JobExists,
+    JobNameTaken,
+    RemoteJobNotFound,
+    StaleJob,
+    TransientError,
+)
+from shared.events import OutEvent
+from shared.models import BlobInfo, InvokeRequest, Job, JobState, RemoteJob, RemoteStatus
+from shared.ports import ActiveEntry
+from shared.services import Deps
+
+_versions = itertools.count(1)
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class FakeJobStore:
+    """Rows with versions; `update` succeeds only at the stored version, like Table storage's If-Match."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Job] = {}
+        self.active_rows: dict[str, str] = {}
+        self.writes = 0
+        self.crash_on_update: Callable[[Job], bool] | None = None
+        self.before_update: Callable[[Job], None] | None = None
+
+    def _stamp(self, job: Job) -> Job:
+        stored = replace(job, version=f'W/"{next(_versions)}"')
+        self.rows[job.job_id] = stored
+        self.writes += 1
+        return stored
+
+    def create(self, job: Job) -> Job:
+        if job.job_id in self.rows:
+            raise JobExists(job.job_id)
+        return self._stamp(job)
+
+    def get(self, job_id: str) -> Job | None:
+        return self.rows.get(job_id)
+
+    def update(self, job: Job) -> Job:
+        if self.before_update is not None:
+            hook, self.before_update = self.before_update, None
+            hook(job)
+        if self.crash_on_update is not None and self.crash_on_update(job):
+            raise SimulatedCrash(f"crash before writing {job.state}")
+        stored = self.rows.get(job.job_id)
+        if stored is None or stored.version != job.version:
+            raise StaleJob(job.job_id)
+        return self._stamp(job)
+
+    def mark_active(self, job: Job) -> None:
+        self.active_rows[job.job_id] = job.state.value
+
+    def unmark_active(self, job_id: str) -> None:
+        self.active_rows.pop(job_id, None)
+
+    def active(self) -> Iterator[ActiveEntry]:
+        for job_id, state in list(self.active_rows.items()):
+            yield ActiveEntry(job_id, state, datetime.now(UTC))
+
+    def query(self, state: JobState | None, limit: int) -> list[Job]:
+        jobs = [job for job in self.rows.values() if state is None or job.state == state]
+        return jobs[:limit]
+
+    def touch_elsewhere(self, job_id: str, **changes: object) -> None:
+        """Another instance writes the row (bumps its version)."""
+        self._stamp(replace(self.rows[job_id], **changes))  # type: ignore[arg-type]
+
+
+class SimulatedCrash(BaseException):
+    """The process died mid-step (BaseException so no `except Exception` swallows it)."""
+
+
+class FakeBlobStore:
+    def __init__(self, account: str = "devstoreaccount1") -> None:
+        self.account = account
+        self.blobs: dict[tuple[str, str], tuple[bytes, str, str]] = {}
+        self.ranged_reads: list[tuple[str, str, int, int]] = []
+        self.full_reads: list[tuple[str, str]] = []
+
+    @property
+    def account_name(self) -> str:
+        return self.account
+
+    def put(self, container: str, name: str, data: bytes, content_type: str = "text/csv") -> str:
+        etag = f"0x8DE{next(_versions):012X}"
+        self.blobs[(container, name)] = (data, etag, content_type)
+        return etag
+
+    def data(self, container: str, name: str) -> bytes:
+        return self.blobs[(container, name)][0]
+
+    def names(self, container: str) -> list[str]:
+        return sorted(name for (c, name) in self.blobs if c == container)
+
+    def url(self, container: str, name: str) -> str:
+        return f"https://{self.account}.blob.core.windows.net/{container}/{name}"
+
+    def properties(self, container: str, name: str) -> BlobInfo | None:
+        found = self.blobs.get((container, name))
+        return None if found is None else BlobInfo(found[1], len(found[0]), found[2])
+
+    def _get(self, container: str, name: str, etag: str | None) -> bytes:
+        found = self.blobs.get((container, name))
+        if found is None:
+            raise BlobMissing(f"{container}/{name}")
+        if etag is not None and found[1] != etag.strip('"'):
+            raise BlobChanged(f"{container}/{name}")
+        return found[0]
+
+    def read_range(self, container: str, name: str, offset: int, length: int, etag: str | None) -> bytes:
+        self.ranged_reads.append((container, name, offset, length))
+        return self._get(container, name, etag)[offset : offset + length]
+
+    def chunks(self, container: str, name: str, etag: str | None = None) -> Iterator[bytes]:
+        data = self._get(container, name, etag)
+        self.full_reads.append((container, name))
+        for start in range(0, len(data), 7):  # small odd chunks: joins must not depend on line alignment
+            yield data[start : start + 7]
+
+    def write(
+        self, container: str, name: str, data: Iterable[bytes] | bytes, content_type: str, overwrite: bool = True
+    ) -> None:
+        body = data if isinstance(data, bytes) else b"".join(data)
+        if not overwrite and (container, name) in self.blobs:
+            raise FileExistsError(f"{container}/{name}")
+        self.put(container, name, body, content_type)
+
+    def copy(self, source_container: str, name: str, target_container: str, target_name: str) -> None:
+        data, _, content_type = self.blobs[(source_container, name)]
+        self.put(target_container, target_name, data, content_type)
+
+    def delete(self, container: str, name: str, etag: str | None = None) -> bool:
+        found = self.blobs.get((container, name))
+        if found is None or (etag is not None and found[1] != etag.strip('"')):
+            return False
+        del self.blobs[(container, name)]
+        return True
+
+
+@dataclass
+class FakeScoringEndpoint:
+    """Records every POST; jobs follow a scripted list of statuses, one per poll."""
+
+    endpoint_uri: str = "https://dropscore-ep.westeurope.inference.ml.azure.com/jobs"
+    posts: list[InvokeRequest] = field(default_factory=list)
+    jobs: dict[str, list[RemoteJob]] = field(default_factory=dict)
+    script: list[RemoteStatus] = field(default_factory=lambda: [RemoteStatus.QUEUED])
+    invoke_errors: list[Exception] = field(default_factory=list)
+    create_despite_error: bool = False
+    honour_names: bool = True
+    canceled: list[str] = field(default_factory=list)
+    can_cancel: bool = True
+    on_complete: Callable[[InvokeRequest], None] | None = None
+    failure: tuple[str, str] | None = None
+
+    def invoke(self, request: InvokeRequest) -> RemoteJob:
+        self.posts.append(request)
+        if self.honour_names and request.job_name in self.jobs:
+            raise JobNameTaken(request.job_name)
+        if self.invoke_errors:
+            error = self.invoke_errors.pop(0)
+            if self.create_despite_error:
+                self._create(request)
+            raise error
+        return self._create(request)
+
+    def _create(self, request: InvokeRequest) -> RemoteJob:
+        name = request.job_name if self.honour_names else f"aml-{len(self.posts)}"
+        statuses = [self._remote(name, status) for status in self.script]
+        self.jobs[name] = statuses
+        self._requests = {**getattr(self, "_requests", {}), name: request}
+        return statuses[0]
+
+    def _remote(self, name: str, status: RemoteStatus) -> RemoteJob:
+        error = self.failure if status == RemoteStatus.FAILED else None
+        return RemoteJob(
+            name=name,
+            status=status,
+            studio_url=f"https://ml.azure.com/runs/{name}",
+            error_code=error[0] if error else None,
+            error_message=error[1] if error else None,
+        )
+
+    def get_job(self, name: str) -> RemoteJob:
+        if name not in self.jobs:
+            raise RemoteJobNotFound(name)
+        statuses = self.jobs[name]
+        current = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+        if current.status == RemoteStatus.COMPLETED and self.on_complete is not None:
+            self.on_complete(self._requests[name])
+        return current
+
+    def cancel(self, name: str) -> bool:
+        if not self.can_cancel:
+            return False
+        self.canceled.append(name)
+        return True
+
+
+class FakeEventPublisher:
+    def __init__(self) -> None:
+        self.published: list[OutEvent] = []
+        self.fail_next = 0
+
+    def publish(self, events: Sequence[OutEvent]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise TransientError("topic unavailable")
+        self.published.extend(events)
+
+    def types(self) -> list[str]:
+        return [event.type for event in self.published]
+
+
+class FakeCompletionQueue:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def enqueue(self, job_id: str) -> None:
+        self.messages.append(job_id)
+
+    def drain(self) -> list[str]:
+        messages, self.messages = self.messages, []
+        return messages
+
+
+BASE_SETTINGS = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "BATCH_ENDPOINT_URI": "https://dropscore-ep.westeurope.inference.ml.azure.com/jobs",
+    "EVENTGRID_TOPIC_ENDPOINT": "https://dropscore-topic.westeurope-1.eventgrid.azure.net/api/events",
+}
+
+
+@dataclass
+class World:
+    """One set of fakes wired into Deps."""
+
+    settings: Settings
+    clock: FakeClock = field(default_factory=FakeClock)
+    store: FakeJobStore = field(default_factory=FakeJobStore)
+    blobs: FakeBlobStore = field(default_factory=FakeBlobStore)
+    scoring: FakeScoringEndpoint = field(default_factory=FakeScoringEndpoint)
+    events: FakeEventPublisher = field(default_factory=FakeEventPublisher)
+    queue: FakeCompletionQueue = field(default_factory=FakeCompletionQueue)
+
+    @property
+    def deps(self) -> Deps:
+        return Deps(
+            settings=self.settings,
+            store=self.store,
+            blobs=self.blobs,
+            scoring=self.scoring,
+            events=self.events,
+            completions=self.queue,
+            clock=self.clock,
+        )
+
+
+def make_world(**overrides: str) -> World:
+    return World(Settings.from_env({**BASE_SETTINGS, **overrides}))
+
+
+def write_predictions(world: World, rows: Sequence[str]) -> Callable[[InvokeRequest], None]:
+    """An `on_complete` hook: Azure ML writes predictions.csv (no header) at the job's output path."""
+
+    def hook(request: InvokeRequest) -> None:
+        path = request.output_uri.split("/paths/", 1)[1]
+        container = world.settings.aml_output_container
+        if world.blobs.properties(container, path) is None:
+            lines = "".join(f"{index},{value},input.csv\n" for index, value in enumerate(rows))
+            world.blobs.put(container, path, lines.encode())
+
+    return hook

@@ -1,0 +1,388 @@
+"""The use cases against in-memory fakes: duplicates, crashes, races, failures, the whole life of a job."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared import services
+from shared.errors import ScoringAuthError, ScoringRequestError, ScoringUnavailable
+from shared.events import cloudevent_json
+from shared.models import EventType, JobState, RemoteStatus
+from tests.eventschemas import assert_valid
+from tests.fakes import SimulatedCrash, World, make_world, write_predictions
+
+CSV = b"carat,cut\n0.3,Ideal\n0.4,Good\n1.1,Premium\n"
+
+
+def drop(world: World, name: str = "batch/day1.csv", data: bytes = CSV) -> str:
+    etag = world.blobs.put("incoming", name, data)
+    services.accept_blob(
+        world.deps,
+        container="incoming",
+        name=name,
+        size=len(data),
+        etag=f'"{etag}"',
+        url=world.blobs.url("incoming", name),
+    )
+    return etag
+
+
+def only_job(world: World):
+    (job,) = world.store.rows.values()
+    return job
+
+
+def run_completions(world: World) -> None:
+    for job_id in world.queue.drain():
+        services.complete(world.deps, job_id)
+
+
+def assert_events_valid(world: World) -> None:
+    for event in world.events.published:
+        assert_valid(cloudevent_json(event))
+
+
+def test_a_good_csv_is_submitted_once_with_a_deterministic_request() -> None:
+    world = make_world(BATCH_DEPLOYMENT="blue")
+    drop(world)
+    job = only_job(world)
+    assert job.state is JobState.SUBMITTED
+    (post,) = world.scoring.posts
+    assert post.input_uri == "https://devstoreaccount1.blob.core.windows.net/incoming/batch/day1.csv"
+    assert post.output_uri == f"azureml://datastores/dropscore_outputs/paths/dropscore/{job.job_id}/1/predictions.csv"
+    assert post.deployment == "blue"
+    assert post.job_name == job.aml_job_name
+    assert world.events.types() == [EventType.JOB_SUBMITTED.value]
+    assert world.store.active_rows == {job.job_id: "Received"}
+    # validation read a bounded head, never the whole file
+    assert world.blobs.ranged_reads == [("incoming", "batch/day1.csv", 0, len(CSV))]
+    assert world.blobs.full_reads == []
+    assert_events_valid(world)
+
+
+def test_input_datastore_setting_changes_the_input_uri() -> None:
+    world = make_world(AML_INPUT_DATASTORE="incoming_ds")
+    drop(world)
+    assert world.scoring.posts[0].input_uri == "azureml://datastores/incoming_ds/paths/batch/day1.csv"
+
+
+def test_duplicate_trigger_for_the_same_version_posts_once() -> None:
+    world = make_world()
+    etag = drop(world)
+    for quoted in (etag, f'"{etag}"'):
+        services.accept_blob(
+            world.deps, container="incoming", name="batch/day1.csv", size=len(CSV), etag=quoted, url="u"
+        )
+    assert len(world.scoring.posts) == 1
+    assert len(world.store.rows) == 1
+
+
+def test_a_new_upload_over_the_same_name_is_a_new_job() -> None:
+    world = make_world()
+    drop(world)
+    drop(world, data=CSV + b"2.0,Fair\n")
+    assert len(world.store.rows) == 2
+    assert len(world.scoring.posts) == 2
+    assert len({post.output_uri for post in world.scoring.posts}) == 2
+
+
+def test_zero_byte_blobs_are_ignored() -> None:
+    world = make_world()
+    assert services.accept_blob(world.deps, container="incoming", name="x.csv", size=0, etag="0x1", url="u") is None
+    assert world.store.rows == {}
+
+
+def test_the_whole_life_of_a_job() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.QUEUED, RemoteStatus.RUNNING, RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["512.5", "733", "4410.25"])
+    drop(world)
+    job_id = only_job(world).job_id
+
+    services.poll(world.deps)
+    assert world.store.rows[job_id].state is JobState.SUBMITTED
+    services.poll(world.deps)
+    assert world.store.rows[job_id].state is JobState.RUNNING
+    services.poll(world.deps)
+    assert world.store.rows[job_id].state is JobState.SCORED
+    assert world.queue.messages == [job_id]
+    run_completions(world)
+
+    job = world.store.rows[job_id]
+    assert job.state is JobState.COMPLETED
+    assert job.finalized
+    assert world.store.active_rows == {}
+    assert world.blobs.data("predictions", "batch/day1.csv.predictions.csv") == (
+        b"carat,cut,prediction\n0.3,Ideal,512.5\n0.4,Good,733\n1.1,Premium,4410.25\n"
+    )
+    assert world.blobs.names("incoming") == []
+    assert world.blobs.data("processed", "batch/day1.csv") == CSV
+    assert world.events.types() == [EventType.JOB_SUBMITTED.value, EventType.JOB_COMPLETED.value]
+    completed = world.events.published[-1]
+    assert completed.data["output"]["rows"] == 3
+    assert completed.data["output"]["url"].endswith("/predictions/batch/day1.csv.predictions.csv")
+    assert completed.subject == "/blobServices/default/containers/incoming/blobs/batch/day1.csv"
+    assert_events_valid(world)
+    # a later tick reads nothing: the job left the active index
+    assert services.poll(world.deps).active == 0
+
+
+def test_a_duplicate_completion_message_is_a_no_op() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1", "2", "3"])
+    drop(world)
+    services.poll(world.deps)
+    (job_id,) = world.queue.drain()
+    services.complete(world.deps, job_id)
+    writes = world.store.writes
+    services.complete(world.deps, job_id)
+    assert world.store.writes == writes
+    assert world.events.types().count(EventType.JOB_COMPLETED.value) == 1
+
+
+def test_bad_input_is_rejected_moved_and_announced_without_compute() -> None:
+    world = make_world(REQUIRED_COLUMNS="carat,color")
+    drop(world, name="bad.csv")
+    job = only_job(world)
+    assert job.state is JobState.REJECTED
+    assert job.finalized
+    assert world.scoring.posts == []
+    assert world.blobs.names("incoming") == []
+    assert world.blobs.data("rejected", "bad.csv") == CSV
+    reason = json.loads(world.blobs.data("rejected", "bad.csv.reason.json"))
+    assert reason["error"]["code"] == "MissingColumns"
+    assert "color" in reason["error"]["message"]
+    assert world.events.types() == [EventType.INPUT_REJECTED.value]
+    assert world.events.published[0].data["error"]["code"] == "MissingColumns"
+    assert world.store.active_rows == {}
+    assert_events_valid(world)
+
+
+def test_not_a_csv_is_rejected_without_reading_it() -> None:
+    world = make_world()
+    drop(world, name="data.json", data=b'{"a": 1}')
+    assert only_job(world).error_code == "NotCsv"
+    assert world.blobs.ranged_reads == []
+
+
+def test_a_crash_between_post_and_ledger_update_never_reposts_blindly() -> None:
+    world = make_world(SUBMIT_LEASE_SECONDS="60")
+    world.store.crash_on_update = lambda job: job.state is JobState.SUBMITTED
+    with pytest.raises(SimulatedCrash):
+        drop(world)
+    world.store.crash_on_update = None
+    assert len(world.scoring.posts) == 1
+    assert only_job(world).state is JobState.SUBMITTING
+
+    services.poll(world.deps)  # lease still held: hands off
+    assert len(world.scoring.posts) == 1
+    world.clock.advance(seconds=61)
+    services.poll(world.deps)  # lease expired: finds the job by its deterministic name
+    job = only_job(world)
+    assert job.state is JobState.SUBMITTED
+    assert len(world.scoring.posts) == 1
+    assert job.aml_job_name in world.scoring.jobs
+
+
+def test_a_duplicate_trigger_after_the_crash_does_not_post_again() -> None:
+    world = make_world()
+    world.store.crash_on_update = lambda job: job.state is JobState.SUBMITTED
+    with pytest.raises(SimulatedCrash):
+        etag = drop(world)
+    world.store.crash_on_update = None
+    etag = next(iter(world.blobs.blobs.values()))[1]
+    services.accept_blob(world.deps, container="incoming", name="batch/day1.csv", size=len(CSV), etag=etag, url="u")
+    assert len(world.scoring.posts) == 1
+
+
+def test_lost_response_that_created_a_job_is_adopted_not_duplicated() -> None:
+    world = make_world(SUBMIT_LEASE_SECONDS="30")
+    world.scoring.invoke_errors = [ScoringUnavailable("read timeout", ambiguous=True)]
+    world.scoring.create_despite_error = True
+    drop(world)
+    job = only_job(world)
+    assert job.state is JobState.SUBMITTING
+    assert job.submit_ambiguous
+    world.clock.advance(seconds=31)
+    services.poll(world.deps)
+    assert only_job(world).state is JobState.SUBMITTED
+    assert len(world.scoring.posts) == 1
+
+
+def test_a_service_that_ignores_our_job_name_is_still_not_reposted_while_leased() -> None:
+    world = make_world(SUBMIT_LEASE_SECONDS="30")
+    world.scoring.honour_names = False
+    world.scoring.invoke_errors = [ScoringUnavailable("read timeout", ambiguous=True)]
+    drop(world)
+    services.poll(world.deps)
+    assert len(world.scoring.posts) == 1
+    world.clock.advance(seconds=31)
+    services.poll(world.deps)  # nothing found by name, no output: re-POST the same attempt
+    posts = world.scoring.posts
+    assert len(posts) == 2
+    assert posts[0].output_uri == posts[1].output_uri
+    assert posts[0].repeatability_id == posts[1].repeatability_id
+
+
+def test_throttling_after_retries_leaves_submitting_and_the_next_tick_resubmits() -> None:
+    world = make_world()
+    world.scoring.invoke_errors = [ScoringUnavailable("HTTP 429 after retries", ambiguous=False)]
+    drop(world)
+    assert only_job(world).state is JobState.SUBMITTING
+    services.poll(world.deps)
+    assert only_job(world).state is JobState.SUBMITTED
+    assert len(world.scoring.posts) == 2
+
+
+def test_gives_up_after_the_submit_limit() -> None:
+    world = make_world(SUBMIT_MAX_ATTEMPTS="2")
+    world.scoring.invoke_errors = [ScoringUnavailable("HTTP 503", ambiguous=False) for _ in range(5)]
+    drop(world)
+    services.poll(world.deps)
+    services.poll(world.deps)
+    job = only_job(world)
+    assert job.state is JobState.FAILED
+    assert job.error_code == "SubmitGaveUp"
+    assert len(world.scoring.posts) == 2
+    assert world.blobs.names("failed") == ["batch/day1.csv"]
+    assert world.events.types() == [EventType.JOB_FAILED.value]
+
+
+def test_missing_rights_fail_the_job_naming_the_role() -> None:
+    world = make_world()
+    world.scoring.invoke_errors = [ScoringAuthError("HTTP 403: AuthorizationFailed. Grant ... AzureML Data Scientist")]
+    drop(world)
+    job = only_job(world)
+    assert job.state is JobState.FAILED
+    assert "AzureML Data Scientist" in job.error_message
+    assert world.events.published[-1].data["error"]["code"] == "ScoringAuthorization"
+    assert_events_valid(world)
+
+
+def test_a_rejected_request_fails_with_the_service_message() -> None:
+    world = make_world()
+    world.scoring.invoke_errors = [ScoringRequestError("HTTP 400: Job output type must be 'uri_file'.")]
+    drop(world)
+    assert "uri_file" in only_job(world).error_message
+    assert world.blobs.names("failed") == ["batch/day1.csv"]
+
+
+def test_a_failed_azure_ml_job_publishes_job_failed_with_its_error() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.RUNNING, RemoteStatus.FAILED]
+    world.scoring.failure = ("UserError", "ValueError: could not convert string to float: 'x'")
+    drop(world)
+    services.poll(world.deps)
+    services.poll(world.deps)
+    run_completions(world)
+    job = only_job(world)
+    assert (job.state, job.finalized) == (JobState.FAILED, True)
+    failed = world.events.published[-1]
+    assert failed.type == EventType.JOB_FAILED.value
+    assert failed.data["error"] == {
+        "code": "UserError",
+        "message": "ValueError: could not convert string to float: 'x'",
+    }
+    assert world.blobs.names("failed") == ["batch/day1.csv"]
+    assert_events_valid(world)
+
+
+def test_a_stuck_job_is_canceled_and_reported() -> None:
+    world = make_world(
+        QUEUED_LIMIT_MINUTES="30", AML_WORKSPACE_ID="/subscriptions/s/resourceGroups/r/providers/x/workspaces/w"
+    )
+    drop(world)
+    world.clock.advance(minutes=31)
+    services.poll(world.deps)
+    run_completions(world)
+    job = only_job(world)
+    assert job.state is JobState.TIMED_OUT
+    assert world.scoring.canceled == [job.aml_job_name]
+    assert world.events.published[-1].data["error"]["code"] == "JobTimedOut"
+
+
+def test_a_412_on_a_poll_update_reloads_and_decides_again() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1", "2", "3"])
+    drop(world)
+    job_id = only_job(world).job_id
+    # another instance records Running while we poll
+    world.store.before_update = lambda _: world.store.touch_elsewhere(job_id, state=JobState.RUNNING)
+    services.poll(world.deps)
+    job = world.store.rows[job_id]
+    assert job.state is JobState.SCORED
+    assert world.queue.messages == [job_id]
+
+
+def test_a_412_never_overwrites_someone_elses_terminal_transition() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.RUNNING]
+    drop(world)
+    job_id = only_job(world).job_id
+    world.store.before_update = lambda _: world.store.touch_elsewhere(job_id, state=JobState.CANCELED)
+    assert services.poll_job(world.deps, job_id) == "moved-elsewhere"
+    assert world.store.rows[job_id].state is JobState.CANCELED
+
+
+def test_events_stay_pending_while_the_topic_is_down_and_go_out_later() -> None:
+    world = make_world()
+    world.events.fail_next = 1
+    drop(world)
+    job = only_job(world)
+    assert job.events_pending == (EventType.JOB_SUBMITTED.value,)
+    assert job.events_published == ()
+    services.poll(world.deps)
+    assert only_job(world).events_published == (EventType.JOB_SUBMITTED.value,)
+    assert world.events.types() == [EventType.JOB_SUBMITTED.value]
+
+
+def test_a_lost_completion_message_is_requeued_by_the_poller() -> None:
+    world = make_world(COMPLETION_REDELIVERY_SECONDS="120")
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1", "2", "3"])
+    drop(world)
+    services.poll(world.deps)
+    world.queue.drain()  # the message is lost
+    services.poll(world.deps)
+    assert world.queue.messages == []
+    world.clock.advance(seconds=121)
+    services.poll(world.deps)
+    run_completions(world)
+    assert only_job(world).state is JobState.COMPLETED
+
+
+def test_completed_without_predictions_becomes_failed() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    drop(world)
+    services.poll(world.deps)
+    run_completions(world)
+    job = only_job(world)
+    assert job.state is JobState.FAILED
+    assert "no predictions file" in job.error_message
+    assert world.events.types()[-1] == EventType.JOB_FAILED.value
+
+
+def test_an_index_row_for_a_finished_job_is_healed() -> None:
+    world = make_world(REQUIRED_COLUMNS="nope")
+    drop(world)
+    job = only_job(world)
+    world.store.active_rows[job.job_id] = "Rejected"  # crash after finalizing, before leaving the index
+    assert services.poll(world.deps).outcomes == {"index-healed": 1}
+    assert world.store.active_rows == {}
+
+
+def test_http_views_carry_no_query_strings_and_filter_by_state() -> None:
+    world = make_world()
+    drop(world)
+    drop(world, name="b.txt", data=b"x")
+    jobs = services.list_jobs(world.deps, JobState.REJECTED, 10)
+    assert [job["input"]["name"] for job in jobs] == ["b.txt"]
+    view = services.get_job(world.deps, jobs[0]["jobId"])
+    assert view is not None
+    assert view["error"]["code"] == "NotCsv"
+    assert services.get_job(world.deps, "nope") is None
