@@ -6,6 +6,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from typing import TypedDict
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -47,7 +48,7 @@ class AzureBlobStore:
     def read_range(self, container: str, name: str, offset: int, length: int, etag: str | None) -> bytes:
         blob = self._service.get_blob_client(container, name)
         try:
-            stream = blob.download_blob(offset=offset, length=length, etag=_quoted(etag), match_condition=_match(etag))
+            stream = blob.download_blob(offset=offset, length=length, **_pinned(etag))
             return bytes(stream.readall())
         except ResourceNotFoundError:
             raise BlobMissing(f"{container}/{name} was deleted before it could be read") from None
@@ -57,7 +58,7 @@ class AzureBlobStore:
     def chunks(self, container: str, name: str, etag: str | None = None) -> Iterator[bytes]:
         blob = self._service.get_blob_client(container, name)
         try:
-            stream = blob.download_blob(etag=_quoted(etag), match_condition=_match(etag))
+            stream = blob.download_blob(**_pinned(etag))
         except ResourceNotFoundError:
             raise BlobMissing(f"{container}/{name} does not exist") from None
         except ResourceModifiedError:
@@ -100,7 +101,7 @@ class AzureBlobStore:
     def delete(self, container: str, name: str, etag: str | None = None) -> bool:
         try:
             blob = self._service.get_blob_client(container, name)
-            blob.delete_blob(etag=_quoted(etag), match_condition=_match(etag))
+            blob.delete_blob(**_pinned(etag))
         except (ResourceNotFoundError, ResourceModifiedError):
             return False
         return True
@@ -114,12 +115,13 @@ class AzureBlobStore:
             self._containers.add(container)
 
 
-def _quoted(etag: str | None) -> str | None:
-    """Conditions pin a read or delete to exactly one blob version (the service wants quoted ETags)."""
+class _Pinned(TypedDict, total=False):
+    etag: str
+    match_condition: MatchConditions
+
+
+def _pinned(etag: str | None) -> _Pinned:
+    """Conditions that make a read or delete apply to exactly one blob version (quoted ETag, If-Match)."""
     if not etag:
-        return None
-    return etag if etag.startswith('"') else f'"{etag}"'
-
-
-def _match(etag: str | None) -> MatchConditions | None:
-    return MatchConditions.IfNotModified if etag else None
+        return {}
+    return {"etag": etag if etag.startswith('"') else f'"{etag}"', "match_condition": MatchConditions.IfNotModified}

@@ -1,0 +1,5 @@
+import sys
+
+from localdev.eventgrid.cli import main
+
+sys.exit(main())

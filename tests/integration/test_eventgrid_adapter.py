@@ -1,0 +1,110 @@
+"""The app's Event Grid adapter (real azure-eventgrid SDK) publishing to the local Event Grid emulator.
+
+Whole job lives run through the use cases (fakes for everything but the topic), and every event
+that reaches the topic's log validates against its JSON Schema in docs/events/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.core.credentials import AzureKeyCredential
+from azure.eventgrid import EventGridPublisherClient
+
+from shared import services
+from shared.adapters.eventgrid import EventGridPublisher
+from shared.errors import ScoringAuthError
+from shared.models import EventType, RemoteStatus
+from tests.eventschemas import assert_valid
+from tests.fakes import World, make_world, write_predictions
+from tests.integration.eventgrid_support import TOPIC_KEY, Emulator, EmulatorRunner, wait_for
+
+pytestmark = pytest.mark.integration
+
+CSV = b"carat,cut\n0.3,Ideal\n0.4,Good\n"
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[EmulatorRunner]:
+    runner = EmulatorRunner(tmp_path)
+    yield runner
+    runner.stop_all()
+
+
+def with_publisher(world: World, emulator: Emulator, schema: str) -> World:
+    client = EventGridPublisherClient(emulator.endpoint, AzureKeyCredential(TOPIC_KEY))
+    world.events = EventGridPublisher(client, schema)  # type: ignore[assignment]
+    return world
+
+
+def drop(world: World, name: str, data: bytes = CSV) -> None:
+    etag = world.blobs.put("incoming", name, data)
+    services.accept_blob(
+        world.deps, container="incoming", name=name, size=len(data), etag=etag, url=world.blobs.url("incoming", name)
+    )
+
+
+def live_a_few_jobs(world: World) -> None:
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["101.5", "202"])
+    drop(world, "good.csv")
+    drop(world, "bad.csv", b"carat;cut\n0.3;Ideal\n")
+    world.scoring.invoke_errors = [ScoringAuthError("HTTP 403. Grant AzureML Data Scientist")]
+    drop(world, "denied.csv")
+    services.poll(world.deps)
+    for job_id in world.queue.drain():
+        services.complete(world.deps, job_id)
+
+
+def test_every_published_cloudevent_lands_in_the_log_and_validates(runner: EmulatorRunner) -> None:
+    emulator = runner.start()
+    world = with_publisher(make_world(EVENT_SOURCE="/dropscore/test"), emulator, "cloudevents")
+    live_a_few_jobs(world)
+    logged = [line["event"] for line in wait_for(lambda: len(emulator.logged_events()) >= 4 and emulator.logged_events())]
+    assert sorted(event["type"] for event in logged) == sorted(
+        [
+            EventType.JOB_SUBMITTED.value,
+            EventType.JOB_COMPLETED.value,
+            EventType.INPUT_REJECTED.value,
+            EventType.JOB_FAILED.value,
+        ]
+    )
+    for event in logged:
+        assert_valid(event)
+        assert event["source"] == "/dropscore/test"
+    completed = next(e for e in logged if e["type"] == EventType.JOB_COMPLETED.value)
+    assert completed["data"]["output"]["rows"] == 2
+    assert completed["subject"] == "/blobServices/default/containers/incoming/blobs/good.csv"
+    ids = [event["id"] for event in logged]
+    assert len(set(ids)) == len(ids)
+
+
+def test_event_grid_schema_topics_get_event_grid_events(runner: EmulatorRunner) -> None:
+    emulator = runner.start(input_schema="eventgrid", name="eg-schema")
+    world = with_publisher(make_world(), emulator, "eventgrid")
+    drop(world, "bad.csv", b"")  # zero bytes: ignored, nothing published
+    drop(world, "bad.txt", b"x")
+    (line,) = wait_for(lambda: emulator.logged_events())
+    event = line["event"]
+    assert event["eventType"] == EventType.INPUT_REJECTED.value
+    assert event["dataVersion"] == "1.0"
+    assert event["data"]["error"]["code"] == "NotCsv"
+
+
+def test_a_wrong_key_keeps_events_pending_not_lost(runner: EmulatorRunner) -> None:
+    emulator = runner.start(name="eg-key")
+    world = make_world()
+    client = EventGridPublisherClient(emulator.endpoint, AzureKeyCredential("d3Jvbmc="))
+    world.events = EventGridPublisher(client)  # type: ignore[assignment]
+    drop(world, "x.csv")
+    (job,) = world.store.rows.values()
+    assert job.events_pending == (EventType.JOB_SUBMITTED.value,)
+    assert job.events_published == ()
+    assert emulator.logged_events() == []
+    with_publisher(world, emulator, "cloudevents")
+    services.poll(world.deps)
+    (job,) = world.store.rows.values()
+    assert job.events_published == (EventType.JOB_SUBMITTED.value,)
+    assert [line["event"]["type"] for line in emulator.logged_events()] == [EventType.JOB_SUBMITTED.value]

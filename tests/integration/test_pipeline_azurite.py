@@ -1,0 +1,167 @@
+"""The use cases on real storage (Azurite): ledger, active index, moves and the joined predictions file.
+
+The batch endpoint and the topic are fakes here; tests/e2e runs the emulators too.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from localdev.azurite import Azurite
+from shared import services
+from shared.adapters.blobs import AzureBlobStore
+from shared.adapters.queues import StorageCompletionQueue
+from shared.adapters.tables import TableJobStore
+from shared.config import Settings
+from shared.core import parse_completion_message
+from shared.models import EventType, InvokeRequest, JobState, RemoteStatus
+from shared.services import Deps
+from tests.fakes import FakeClock, FakeEventPublisher, FakeScoringEndpoint
+
+pytestmark = pytest.mark.integration
+
+ROWS = 2500  # several download chunks and several output chunks
+
+
+@pytest.fixture
+def env(azurite: Azurite) -> dict[str, object]:
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings.from_env(
+        {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "BATCH_ENDPOINT_URI": "http://127.0.0.1:9/jobs",
+            "EVENTGRID_TOPIC_ENDPOINT": "http://127.0.0.1:9/api/events",
+            "INPUT_CONTAINER": f"in-{tag}",
+            "OUTPUT_CONTAINER": f"out-{tag}",
+            "ARCHIVE_CONTAINER": f"done-{tag}",
+            "FAILED_CONTAINER": f"failed-{tag}",
+            "REJECTED_CONTAINER": f"rej-{tag}",
+            "AML_OUTPUT_CONTAINER": f"aml-{tag}",
+            "JOBS_TABLE": f"jobs{tag}",
+            "ACTIVE_JOBS_TABLE": f"active{tag}",
+            "COMPLETIONS_QUEUE": f"done-{tag}",
+            "REQUIRED_COLUMNS": "carat,cut",
+        }
+    )
+    blob_service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    queue = QueueClient.from_connection_string(
+        azurite.connection_string,
+        settings.completions_queue,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=TextBase64DecodePolicy(),
+    )
+    scoring = FakeScoringEndpoint(script=[RemoteStatus.RUNNING, RemoteStatus.COMPLETED])
+    deps = Deps(
+        settings=settings,
+        store=TableJobStore(
+            TableServiceClient.from_connection_string(azurite.connection_string),
+            settings.jobs_table,
+            settings.active_table,
+        ),
+        blobs=AzureBlobStore(blob_service),
+        scoring=scoring,
+        events=FakeEventPublisher(),
+        completions=StorageCompletionQueue(queue),
+        clock=FakeClock(),
+    )
+    blob_service.create_container(settings.input_container)
+    return {"deps": deps, "blobs": blob_service, "queue": queue, "scoring": scoring}
+
+
+def upload(env: dict[str, object], name: str, data: bytes) -> None:
+    deps: Deps = env["deps"]  # type: ignore[assignment]
+    blobs: BlobServiceClient = env["blobs"]  # type: ignore[assignment]
+    client = blobs.get_blob_client(deps.settings.input_container, name)
+    props = client.upload_blob(data, overwrite=True)
+    services.accept_blob(
+        deps, container=deps.settings.input_container, name=name, size=len(data), etag=props["etag"], url=client.url
+    )
+
+
+def aml_writes_predictions(env: dict[str, object]) -> None:
+    """What Azure ML does on completion: predictions.csv, no header, at the requested output path."""
+    deps: Deps = env["deps"]  # type: ignore[assignment]
+    blobs: BlobServiceClient = env["blobs"]  # type: ignore[assignment]
+
+    def hook(request: InvokeRequest) -> None:
+        path = request.output_uri.split("/paths/", 1)[1]
+        lines = "".join(f"{row},{1000 + row * 0.5},diamonds.csv\n" for row in range(ROWS))
+        container = blobs.get_container_client(deps.settings.aml_output_container)
+        if not container.exists():
+            container.create_container()
+        container.get_blob_client(path).upload_blob(lines.encode(), overwrite=True)
+
+    scoring: FakeScoringEndpoint = env["scoring"]  # type: ignore[assignment]
+    scoring.on_complete = hook
+
+
+def test_a_job_end_to_end_on_real_storage(env: dict[str, object]) -> None:
+    deps: Deps = env["deps"]  # type: ignore[assignment]
+    blobs: BlobServiceClient = env["blobs"]  # type: ignore[assignment]
+    queue: QueueClient = env["queue"]  # type: ignore[assignment]
+    aml_writes_predictions(env)
+    data = "carat,cut\n" + "".join(f"{0.2 + i / 1000:.3f},Ideal\n" for i in range(ROWS))
+    upload(env, "day/diamonds.csv", data.encode())
+
+    (entry,) = deps.store.active()
+    assert deps.store.get(entry.job_id).state is JobState.SUBMITTED  # type: ignore[union-attr]
+    services.poll(deps)
+    services.poll(deps)
+    message = queue.receive_message()
+    assert message is not None
+    job_id = parse_completion_message(message.content)
+    services.complete(deps, job_id)
+
+    job = deps.store.get(job_id)
+    assert job is not None
+    assert (job.state, job.finalized, job.rows_out) == (JobState.COMPLETED, True, ROWS)
+    assert list(deps.store.active()) == []
+    out = blobs.get_blob_client(deps.settings.output_container, "day/diamonds.csv.predictions.csv")
+    lines = out.download_blob().readall().decode().splitlines()
+    assert lines[0] == "carat,cut,prediction"
+    assert lines[1] == "0.200,Ideal,1000.0"
+    assert lines[-1] == f"{0.2 + (ROWS - 1) / 1000:.3f},Ideal,{1000 + (ROWS - 1) * 0.5}"
+    assert len(lines) == ROWS + 1
+    assert out.get_blob_properties().content_settings.content_type == "text/csv"
+    archived = blobs.get_blob_client(deps.settings.archive_container, "day/diamonds.csv")
+    assert archived.download_blob().readall() == data.encode()
+    assert not blobs.get_blob_client(deps.settings.input_container, "day/diamonds.csv").exists()
+    events: FakeEventPublisher = deps.events  # type: ignore[assignment]
+    assert events.types() == [EventType.JOB_SUBMITTED.value, EventType.JOB_COMPLETED.value]
+
+
+def test_a_rejected_input_moves_with_its_reason(env: dict[str, object]) -> None:
+    deps: Deps = env["deps"]  # type: ignore[assignment]
+    blobs: BlobServiceClient = env["blobs"]  # type: ignore[assignment]
+    upload(env, "bad.csv", b"carat;cut\n0.3;Ideal\n")
+    rejected = blobs.get_container_client(deps.settings.rejected_container)
+    assert sorted(b.name for b in rejected.list_blobs()) == ["bad.csv", "bad.csv.reason.json"]
+    reason = json.loads(rejected.get_blob_client("bad.csv.reason.json").download_blob().readall())
+    assert reason["error"]["code"] == "WrongDelimiter"
+    (job,) = deps.store.query(JobState.REJECTED, 10)
+    assert job.error_code == "WrongDelimiter"
+    assert list(deps.store.active()) == []
+
+
+def test_duplicate_delivery_and_reupload_on_real_storage(env: dict[str, object]) -> None:
+    deps: Deps = env["deps"]  # type: ignore[assignment]
+    blobs: BlobServiceClient = env["blobs"]  # type: ignore[assignment]
+    scoring: FakeScoringEndpoint = env["scoring"]  # type: ignore[assignment]
+    data = b"carat,cut\n0.3,Ideal\n"
+    upload(env, "x.csv", data)
+    client = blobs.get_blob_client(deps.settings.input_container, "x.csv")
+    props = client.get_blob_properties()
+    for _ in range(2):  # the same version delivered again
+        services.accept_blob(
+            deps, container=deps.settings.input_container, name="x.csv", size=len(data), etag=props.etag, url=client.url
+        )
+    assert len(scoring.posts) == 1
+    upload(env, "x.csv", data + b"0.4,Good\n")  # a new version under the same name
+    assert len(scoring.posts) == 2
+    assert len(list(deps.store.active())) == 2

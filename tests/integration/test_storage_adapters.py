@@ -1,0 +1,136 @@
+"""The Table, Blob and Queue adapters against a real Azurite."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from localdev.azurite import Azurite
+from shared.adapters.blobs import AzureBlobStore
+from shared.adapters.queues import StorageCompletionQueue
+from shared.adapters.tables import TableJobStore
+from shared.errors import BlobChanged, BlobMissing, JobExists, StaleJob
+from shared.models import Job, JobState
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def store(azurite: Azurite) -> TableJobStore:
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    return TableJobStore(service, unique("jobs"), unique("active"))
+
+
+@pytest.fixture
+def blobs(azurite: Azurite) -> AzureBlobStore:
+    return AzureBlobStore(BlobServiceClient.from_connection_string(azurite.connection_string))
+
+
+def a_job(job_id: str = "f" * 40) -> Job:
+    return Job(
+        job_id=job_id,
+        state=JobState.RECEIVED,
+        account="devstoreaccount1",
+        container="incoming",
+        name="dir/x.csv",
+        blob_etag="0x8DE1",
+        size=5 * 1024**3,  # over Int32: must round-trip as Int64
+        input_url="http://127.0.0.1/devstoreaccount1/incoming/dir/x.csv",
+        created_at=NOW,
+        updated_at=NOW,
+        events_pending=("DropScore.JobSubmitted",),
+    )
+
+
+def test_ledger_insert_only_and_round_trip(store: TableJobStore) -> None:
+    created = store.create(a_job())
+    assert created.version
+    with pytest.raises(JobExists):
+        store.create(a_job())
+    loaded = store.get(created.job_id)
+    assert loaded == created  # every field, Int64 size and tuple columns included
+    assert loaded is not None
+    assert loaded.created_at == NOW
+    assert store.get("0" * 40) is None
+
+
+def test_ledger_updates_are_etag_conditional(store: TableJobStore) -> None:
+    created = store.create(a_job())
+    moved = store.update(replace(created, state=JobState.SUBMITTING, attempt=1))
+    assert moved.version != created.version
+    with pytest.raises(StaleJob):
+        store.update(replace(created, state=JobState.REJECTED))  # stale version: someone else moved it
+    stored = store.get(created.job_id)
+    assert stored is not None
+    assert (stored.state, stored.attempt) == (JobState.SUBMITTING, 1)
+
+
+def test_active_index_holds_only_unfinished_jobs(store: TableJobStore) -> None:
+    jobs = [store.create(a_job(f"{i:040d}")) for i in range(3)]
+    for job in jobs:
+        store.mark_active(job)
+    store.unmark_active(jobs[1].job_id)
+    store.unmark_active(jobs[1].job_id)  # twice is fine
+    assert sorted(entry.job_id for entry in store.active()) == [jobs[0].job_id, jobs[2].job_id]
+
+
+def test_query_by_state(store: TableJobStore) -> None:
+    first = store.create(a_job("1" * 40))
+    store.create(a_job("2" * 40))
+    store.update(replace(first, state=JobState.REJECTED))
+    assert [job.job_id for job in store.query(JobState.REJECTED, 10)] == ["1" * 40]
+    assert len(store.query(None, 10)) == 2
+    assert len(store.query(None, 1)) == 1
+
+
+def test_ranged_read_is_pinned_to_the_version(blobs: AzureBlobStore) -> None:
+    container = unique("in")
+    blobs.write(container, "x.csv", b"a,b\n1,2\n", "text/csv")
+    info = blobs.properties(container, "x.csv")
+    assert info is not None
+    assert blobs.read_range(container, "x.csv", 0, 4, info.etag) == b"a,b\n"
+    blobs.write(container, "x.csv", b"a,b\n3,4\n", "text/csv")
+    with pytest.raises(BlobChanged):
+        blobs.read_range(container, "x.csv", 0, 4, info.etag)
+    with pytest.raises(BlobMissing):
+        blobs.read_range(container, "nope.csv", 0, 4, None)
+
+
+def test_move_is_a_server_side_copy_then_a_pinned_delete(blobs: AzureBlobStore) -> None:
+    source, target = unique("in"), unique("done")
+    blobs.write(source, "d/x.csv", iter([b"a\n", b"1\n"]), "text/csv")
+    info = blobs.properties(source, "d/x.csv")
+    assert info is not None
+    blobs.copy(source, "d/x.csv", target, "d/x.csv")
+    assert blobs.delete(source, "d/x.csv", etag="0x0") is False  # another version: not ours
+    assert blobs.delete(source, "d/x.csv", etag=info.etag) is True
+    assert blobs.properties(source, "d/x.csv") is None
+    assert b"".join(blobs.chunks(target, "d/x.csv")) == b"a\n1\n"
+    assert blobs.url(target, "d/x.csv").endswith(f"/devstoreaccount1/{target}/d/x.csv")
+
+
+def test_completion_messages_are_base64_json(azurite: Azurite) -> None:
+    name = unique("completions")
+    client = QueueClient.from_connection_string(
+        azurite.connection_string,
+        name,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=TextBase64DecodePolicy(),
+    )
+    StorageCompletionQueue(client).enqueue("abc")
+    raw = QueueClient.from_connection_string(azurite.connection_string, name).receive_message()
+    assert raw is not None
+    assert json.loads(base64.b64decode(raw.content)) == {"jobId": "abc"}
