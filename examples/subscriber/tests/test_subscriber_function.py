@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from types import ModuleType
@@ -19,80 +18,12 @@ from localdev.azurite import Azurite
 from localdev.procs import REPO_ROOT
 
 EVENTS_DIR = REPO_ROOT / "docs" / "events"
-JOB_ID = "3f786850e387550fdab836ed7e6dc881de23001b"
-SUBJECT = "/blobServices/default/containers/incoming/blobs/batch-7.csv"
-INPUT = {
-    "url": "http://127.0.0.1:10000/devstoreaccount1/incoming/batch-7.csv",
-    "container": "incoming",
-    "name": "batch-7.csv",
-    "etag": '"0x8DCAFE0000001"',
-    "size": 2048,
-}
-TIMINGS = {"receivedAt": "2026-11-21T10:00:00Z", "finishedAt": "2026-11-21T10:05:00Z"}
-AML = {
-    "endpoint": "https://dropscore.westeurope.inference.ml.azure.com/jobs",
-    "deployment": "blue",
-    "jobName": "batchjob-7",
-    "studioUrl": "https://ml.azure.com/runs/batchjob-7",
-    "status": "Completed",
-}
-# Our contract's shape, used until the lead's docs/events/examples/<Type>.json exist.
-FALLBACK_DATA: dict[str, dict[str, Any]] = {
-    "DropScore.JobCompleted": {
-        "jobId": JOB_ID,
-        "state": "Completed",
-        "attempt": 0,
-        "input": {**INPUT, "rows": 4},
-        "timings": TIMINGS,
-        "aml": AML,
-        "output": {
-            "url": "http://127.0.0.1:10000/devstoreaccount1/predictions/batch-7.predictions.csv",
-            "container": "predictions",
-            "name": "batch-7.predictions.csv",
-            "rows": 4,
-            "rowsMissing": 0,
-        },
-    },
-    "DropScore.JobFailed": {
-        "jobId": JOB_ID,
-        "state": "Failed",
-        "attempt": 1,
-        "input": INPUT,
-        "timings": TIMINGS,
-        "aml": {**AML, "status": "Failed"},
-        "error": {"code": "UserError", "message": "run() raised KeyError: 'age'"},
-    },
-    "DropScore.InputRejected": {
-        "jobId": JOB_ID,
-        "state": "Rejected",
-        "attempt": 0,
-        "input": INPUT,
-        "timings": TIMINGS,
-        "error": {"code": "MissingColumns", "message": "missing columns: age, income"},
-    },
-}
 
 
 def contract_event(event_type: str) -> dict[str, Any]:
-    """The lead's example payload for `event_type`, or one of our contract's shape, checked
-    against docs/events/<Type>.schema.json when that schema exists."""
-    example = EVENTS_DIR / "examples" / f"{event_type}.json"
-    if example.exists():
-        event = json.loads(example.read_text())
-    else:
-        event = {
-            "specversion": "1.0",
-            "id": f"{JOB_ID}-0-{event_type.split('.')[1]}",
-            "source": "/dropscore/local",
-            "type": event_type,
-            "subject": SUBJECT,
-            "time": "2026-11-21T10:05:00Z",
-            "datacontenttype": "application/json",
-            "data": copy.deepcopy(FALLBACK_DATA[event_type]),
-        }
-    schema = EVENTS_DIR / f"{event_type}.schema.json"
-    if schema.exists():
-        jsonschema.validate(event, json.loads(schema.read_text()))
+    """The contract's example payload for `event_type` (docs/events/examples), checked against its schema."""
+    event = json.loads((EVENTS_DIR / "examples" / f"{event_type}.json").read_text())
+    jsonschema.validate(event, json.loads((EVENTS_DIR / f"{event_type}.schema.json").read_text()))
     return event
 
 
