@@ -24,6 +24,7 @@ from shared.errors import (
 from shared.models import InvokeRequest, RemoteStatus
 
 pytestmark = pytest.mark.integration
+WORKSPACE = "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJzZWNyZXQiOnRydWV9.payload.signature"
 
 
@@ -64,7 +65,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = _answer  # noqa: N815
+    do_GET = do_POST = _answer
 
     def log_message(self, *args: object) -> None:
         pass
@@ -84,7 +85,7 @@ def server() -> Iterator[tuple[str, Script]]:
 
 def job_body(name: str, status: str, **extra: Any) -> dict[str, Any]:
     return {
-        "id": f"/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w/batchEndpoints/ep/jobs/{name}",
+        "id": f"{WORKSPACE}/batchEndpoints/ep/jobs/{name}",
         "name": name,
         "type": "Microsoft.MachineLearningServices/workspaces/batchEndpoints/jobs",
         "properties": {

@@ -62,7 +62,8 @@ def test_every_published_cloudevent_lands_in_the_log_and_validates(runner: Emula
     emulator = runner.start()
     world = with_publisher(make_world(EVENT_SOURCE="/dropscore/test"), emulator, "cloudevents")
     live_a_few_jobs(world)
-    logged = [line["event"] for line in wait_for(lambda: len(emulator.logged_events()) >= 4 and emulator.logged_events())]
+    lines = wait_for(lambda: len(emulator.logged_events()) >= 4 and emulator.logged_events())
+    logged = [line["event"] for line in lines]
     assert sorted(event["type"] for event in logged) == sorted(
         [
             EventType.JOB_SUBMITTED.value,
@@ -86,7 +87,7 @@ def test_event_grid_schema_topics_get_event_grid_events(runner: EmulatorRunner) 
     world = with_publisher(make_world(), emulator, "eventgrid")
     drop(world, "bad.csv", b"")  # zero bytes: ignored, nothing published
     drop(world, "bad.txt", b"x")
-    (line,) = wait_for(lambda: emulator.logged_events())
+    (line,) = wait_for(emulator.logged_events)
     event = line["event"]
     assert event["eventType"] == EventType.INPUT_REJECTED.value
     assert event["dataVersion"] == "1.0"

@@ -1,0 +1,79 @@
+"""CLI: `python -m localdev.batch_endpoint serve --port PORT ...` (see docs/batch-endpoint-emulator.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+TOKEN_ENV = "BATCH_ENDPOINT_TOKEN"  # noqa: S105 - the variable name, not a secret
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m localdev.batch_endpoint")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the emulator on 127.0.0.1")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--storage-connection-string", required=True, help="Azurite connection string")
+    serve.add_argument("--datastore", type=_pair, action="append", default=[], metavar="NAME=CONTAINER")
+    serve.add_argument("--deployment", type=_pair, action="append", default=[], metavar="NAME=PATH")
+    serve.add_argument("--token", default=os.environ.get(TOKEN_ENV), help=f"required bearer token (or ${TOKEN_ENV})")
+    serve.add_argument("--state-dir", type=Path, default=None, help="persist jobs here to survive restarts")
+    serve.add_argument("--job-seconds", type=float, default=2.0, help="minimum wall time of a job's status walk")
+    serve.add_argument("--faults", default="", help="fault spec, e.g. invoke_429_first=2,fail_match=bad")
+    serve.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2), help="scoring processes")
+    serve.add_argument("--endpoint-name", default="local-endpoint")
+    serve.add_argument("--log-level", default="info")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import uvicorn
+
+    from localdev.batch_endpoint.app import create_app
+    from localdev.batch_endpoint.config import EmulatorConfig
+    from localdev.batch_endpoint.deployments import DeploymentError, load_deployment
+    from localdev.batch_endpoint.faults import FaultSpec
+
+    if not args.token:
+        print(f"error: --token (or ${TOKEN_ENV}) is required", file=sys.stderr)
+        return 2
+    if not args.datastore:
+        print("error: at least one --datastore NAME=CONTAINER is required", file=sys.stderr)
+        return 2
+    try:
+        deployments = {name: load_deployment(name, Path(path)) for name, path in args.deployment}
+        faults = FaultSpec.parse(args.faults)
+    except (DeploymentError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    config = EmulatorConfig(
+        connection_string=args.storage_connection_string,
+        datastores=dict(args.datastore),
+        deployments=deployments,
+        token=args.token,
+        state_dir=args.state_dir,
+        job_seconds=args.job_seconds,
+        workers=max(1, args.workers),
+        faults=faults,
+        endpoint_name=args.endpoint_name,
+    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # The Azure SDK logs every request at INFO; keep the emulator's log about jobs.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    uvicorn.run(create_app(config), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The HTTP side: scoring URI routes, the ARM-shaped cancel, and the /_emulator admin routes."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import threading
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from localdev.batch_endpoint.config import EmulatorConfig
+from localdev.batch_endpoint.errors import NO_DEPLOYMENT_MESSAGE, ApiError
+from localdev.batch_endpoint.faults import Faults, FaultSpec
+from localdev.batch_endpoint.jobs import JobManager
+from localdev.batch_endpoint.request import parse_job_request
+
+ARM_JOB = (
+    "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+    "Microsoft.MachineLearningServices/workspaces/{workspace}/jobs/{name}"
+)
+
+
+class RouteStats:
+    """Request counts per route template and status code (the benchmarks read them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    def add(self, route: str, status: int) -> None:
+        with self._lock:
+            self._counts[route]["count"] += 1
+            self._counts[route][str(status)] += 1
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {route: dict(counts) for route, counts in self._counts.items()}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+def _error(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def _check_token(request: Request, token: str) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise ApiError(
+            401,
+            "Unauthorized",
+            "Authentication failed: the request has no 'Authorization: Bearer <token>' header.",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        raise ApiError(
+            401,
+            "InvalidAuthenticationToken",
+            "The access token is invalid or has expired.",
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+
+
+def create_app(config: EmulatorConfig) -> FastAPI:
+    faults = Faults()
+    faults.replace(config.faults)
+    manager = JobManager(config, faults)
+    stats = RouteStats()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        manager.start()
+        yield
+        manager.stop()
+
+    app = FastAPI(title="Azure ML batch endpoint emulator", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.manager = manager
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        stats.add(f"{request.method} {getattr(route, 'path', 'unmatched')}", response.status_code)
+        return response
+
+    _add_error_handlers(app)
+    _add_job_routes(app, config, manager, faults)
+    _add_admin_routes(app, config, manager, faults, stats)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "BadRequest")
+        return _error(ApiError(exc.status_code, code, str(exc.detail)))
+
+
+def _add_job_routes(app: FastAPI, config: EmulatorConfig, manager: JobManager, faults: Faults) -> None:
+    @app.post("/jobs")
+    async def invoke(request: Request) -> JSONResponse:
+        _check_token(request, config.token)
+        fault = faults.invoke_fault()
+        if fault == 429:
+            retry = str(faults.spec.retry_after)
+            raise ApiError(429, "TooManyRequests", "Too many requests; retry later.", {"Retry-After": retry})
+        if fault == 500:
+            raise ApiError(500, "InternalServerError", "The service encountered an internal error (injected).")
+        raw = await request.body()
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError as exc:
+            raise ApiError(
+                400, "BadRequest", f"The request body is not valid JSON: {getattr(exc, 'msg', exc)}."
+            ) from None
+        job_request = parse_job_request(body, config.datastores)
+        deployment_name = request.headers.get("azureml-model-deployment") or config.default_deployment
+        deployment = config.deployments.get(deployment_name or "")
+        if deployment is None:
+            raise ApiError(400, "UserError", NO_DEPLOYMENT_MESSAGE)
+        resource = await asyncio.to_thread(manager.create, job_request, deployment)
+        return JSONResponse(resource, status_code=200)
+
+    @app.get("/jobs")
+    async def list_jobs(request: Request) -> dict[str, Any]:
+        _check_token(request, config.token)
+        return {"value": manager.list_jobs()}
+
+    @app.get("/jobs/{name}")
+    async def job_status(name: str, request: Request) -> dict[str, Any]:
+        _check_token(request, config.token)
+        if faults.spec.slow_status > 0:
+            await asyncio.sleep(faults.spec.slow_status)
+        return _job_or_404(manager, name)
+
+    @app.get(ARM_JOB)
+    async def arm_job(name: str, request: Request) -> dict[str, Any]:
+        _check_token(request, config.token)
+        _require_api_version(request)
+        return _job_or_404(manager, name)
+
+    @app.post(ARM_JOB + "/cancel")
+    async def cancel(name: str, request: Request) -> Response:
+        _check_token(request, config.token)
+        _require_api_version(request)
+        if not manager.cancel(name):
+            raise _not_found(name)
+        location = str(request.url_for("job_status", name=name))
+        return Response(status_code=202, headers={"Location": location, "Retry-After": "1"})
+
+
+def _add_admin_routes(
+    app: FastAPI, config: EmulatorConfig, manager: JobManager, faults: Faults, stats: RouteStats
+) -> None:
+    @app.get("/_emulator/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "deployments": list(config.deployments), "datastores": config.datastores}
+
+    @app.get("/_emulator/stats")
+    async def get_stats() -> dict[str, Any]:
+        jobs: dict[str, int] = defaultdict(int)
+        for job in manager.list_jobs():
+            jobs[job["properties"]["status"]] += 1
+        return {"routes": stats.snapshot(), "jobs": dict(jobs)}
+
+    @app.delete("/_emulator/stats")
+    async def reset_stats() -> Response:
+        stats.reset()
+        return Response(status_code=204)
+
+    @app.get("/_emulator/faults")
+    async def get_faults() -> dict[str, Any]:
+        return faults.snapshot()
+
+    @app.put("/_emulator/faults")
+    async def put_faults(request: Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.body() or b"{}")
+            spec = FaultSpec.parse(body["spec"]) if isinstance(body.get("spec"), str) else FaultSpec.from_mapping(body)
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise ApiError(400, "BadRequest", f"Invalid fault spec: {exc}") from None
+        faults.replace(spec)
+        return faults.snapshot()
+
+
+def _not_found(name: str) -> ApiError:
+    return ApiError(404, "UserError", f"Job '{name}' was not found.")
+
+
+def _job_or_404(manager: JobManager, name: str) -> dict[str, Any]:
+    job = manager.get(name)
+    if job is None:
+        raise _not_found(name)
+    return job
+
+
+def _require_api_version(request: Request) -> None:
+    if not request.query_params.get("api-version"):
+        raise ApiError(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )

@@ -1,0 +1,43 @@
+"""Start the emulator as a child process on a free port and wait until it answers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from localdev.batch_endpoint.__main__ import TOKEN_ENV
+from localdev.procs import Service, free_port, start_service
+
+
+def start_batch_endpoint(
+    *,
+    connection_string: str,
+    datastores: dict[str, str],
+    deployments: dict[str, Path],
+    token: str,
+    log_path: Path,
+    state_dir: Path | None = None,
+    job_seconds: float = 2.0,
+    faults: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    timeout: float = 60.0,
+) -> tuple[Service, str]:
+    """Return the running service and its scoring URI `http://127.0.0.1:<port>/jobs`."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "localdev.batch_endpoint", "serve", "--port", str(port)]
+    argv += ["--storage-connection-string", connection_string, "--job-seconds", str(job_seconds)]
+    for name, container in datastores.items():
+        argv += ["--datastore", f"{name}={container}"]
+    for name, path in deployments.items():
+        argv += ["--deployment", f"{name}={Path(path).resolve()}"]
+    if state_dir is not None:
+        argv += ["--state-dir", str(state_dir)]
+    if faults:
+        argv += ["--faults", faults]
+    if workers:
+        argv += ["--workers", str(workers)]
+    # The token goes through the environment so it shows up in neither `ps` nor the log.
+    service = start_service("batch-endpoint", argv, log_path, env={TOKEN_ENV: token})
+    service.wait_ready(f"http://127.0.0.1:{port}/_emulator/health", timeout)
+    return service, f"http://127.0.0.1:{port}/jobs"
