@@ -247,24 +247,22 @@ def _scoring_uri(value: str) -> str:
 
 
 def _bounded_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an integer") from None
-        if not low <= number <= high:
-            raise ValueError(f"{number} is outside {low}..{high}")
-        return number
-
-    return parse
+    return _bounded(int, "an integer", low, high)
 
 
 def _bounded_float(low: float, high: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
+    return _bounded(float, "a number", low, high)
+
+
+N = TypeVar("N", int, float)
+
+
+def _bounded(kind: Callable[[str], N], what: str, low: N, high: N) -> Callable[[str], N]:
+    def parse(value: str) -> N:
         try:
-            number = float(value)
+            number = kind(value)
         except ValueError:
-            raise ValueError(f"{value!r} is not a number") from None
+            raise ValueError(f"{value!r} is not {what}") from None
         if not low <= number <= high:
             raise ValueError(f"{number} is outside {low}..{high}")
         return number

@@ -171,13 +171,23 @@ def decide(job: Job, remote: RemoteJob, now: datetime, policy: StuckPolicy) -> D
 
 
 def timed_out(job: Job, now: datetime, reason: str) -> Job:
+    message = f"Azure ML job {job.aml_job_name or '(none)'} was {reason}; it was canceled."
+    return end_job(job, JobState.TIMED_OUT, "JobTimedOut", message, now)
+
+
+def end_job(job: Job, state: JobState, code: str, message: str, now: datetime) -> Job:
+    """A job that ends without predictions: its error, and its one final event queued in the outbox."""
+    event = final_event_type(state).value
+    pending = tuple(name for name in job.events_pending if name != EventType.JOB_COMPLETED.value)
     return replace(
         job,
-        state=JobState.TIMED_OUT,
+        state=state,
+        error_code=code,
+        error_message=message,
         finished_at=now,
         updated_at=now,
-        error_code="JobTimedOut",
-        error_message=f"Azure ML job {job.aml_job_name or '(none)'} was {reason}; it was canceled.",
+        submit_lease_until=None,
+        events_pending=pending if event in pending else (*pending, event),
     )
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.config import Settings
 from shared.ports import BlobStore, CompletionQueue, EventPublisher, JobStore, ScoringEndpoint
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     from shared.services import Deps
 
+C = TypeVar("C")
 _lock = threading.Lock()
 _deps: Deps | None = None
 _credential: TokenCredential | None = None
@@ -68,16 +70,30 @@ def _credential_once() -> TokenCredential:
     return _credential
 
 
+def _storage_client(
+    settings: Settings,
+    url: str | None,
+    from_connection_string: Callable[[str], C],
+    from_url: Callable[[str, TokenCredential], C],
+) -> C:
+    """A connection string locally (Azurite); the service URL with the managed identity in Azure."""
+    connection = settings.storage.connection_string
+    if connection:
+        return from_connection_string(connection)
+    return from_url(str(url), _credential_once())
+
+
 def _job_store(settings: Settings) -> JobStore:
     from azure.data.tables import TableServiceClient
 
     from shared.adapters.tables import TableJobStore
 
-    storage = settings.storage
-    if storage.connection_string:
-        service = TableServiceClient.from_connection_string(storage.connection_string)
-    else:
-        service = TableServiceClient(str(storage.table_url), credential=_credential_once())
+    service = _storage_client(
+        settings,
+        settings.storage.table_url,
+        TableServiceClient.from_connection_string,
+        lambda url, credential: TableServiceClient(url, credential=credential),
+    )
     return TableJobStore(service, settings.jobs_table, settings.active_table)
 
 
@@ -86,11 +102,12 @@ def _blob_store(settings: Settings) -> BlobStore:
 
     from shared.adapters.blobs import AzureBlobStore
 
-    storage = settings.storage
-    if storage.connection_string:
-        service = BlobServiceClient.from_connection_string(storage.connection_string)
-    else:
-        service = BlobServiceClient(str(storage.blob_url), credential=_credential_once())
+    service = _storage_client(
+        settings,
+        settings.storage.blob_url,
+        BlobServiceClient.from_connection_string,
+        lambda url, credential: BlobServiceClient(url, credential=credential),
+    )
     return AzureBlobStore(service)
 
 
@@ -99,24 +116,18 @@ def _completions(settings: Settings) -> CompletionQueue:
 
     from shared.adapters.queues import StorageCompletionQueue
 
-    storage = settings.storage
     # The Functions host decodes queue messages as base64 (host.json messageEncoding).
-    encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
-    if storage.connection_string:
-        client = QueueClient.from_connection_string(
-            storage.connection_string,
-            settings.completions_queue,
-            message_encode_policy=encode,
-            message_decode_policy=decode,
-        )
-    else:
-        client = QueueClient(
-            str(storage.queue_url),
-            settings.completions_queue,
-            credential=_credential_once(),
-            message_encode_policy=encode,
-            message_decode_policy=decode,
-        )
+    name, encode, decode = settings.completions_queue, TextBase64EncodePolicy(), TextBase64DecodePolicy()
+    client = _storage_client(
+        settings,
+        settings.storage.queue_url,
+        lambda connection: QueueClient.from_connection_string(
+            connection, name, message_encode_policy=encode, message_decode_policy=decode
+        ),
+        lambda url, credential: QueueClient(
+            url, name, credential=credential, message_encode_policy=encode, message_decode_policy=decode
+        ),
+    )
     return StorageCompletionQueue(client)
 
 

@@ -178,34 +178,24 @@ def _validate(deps: Deps, job: Job) -> None:
 
 
 def _reject(deps: Deps, job: Job, exc: InputInvalid) -> Job:
-    now = deps.clock()
     log.warning("job %s: input %s/%s rejected: %s", job.job_id, job.container, job.name, exc.message)
-    rejected = replace(
-        job,
-        state=JobState.REJECTED,
-        error_code=exc.code,
-        error_message=exc.message,
-        finished_at=now,
-        updated_at=now,
-        events_pending=(*job.events_pending, EventType.INPUT_REJECTED.value),
-    )
-    return finalize(deps, deps.store.update(rejected))
+    return _end(deps, job, JobState.REJECTED, exc.code, exc.message)
 
 
 def _abandon(deps: Deps, job: Job, exc: PermanentError) -> Job:
     """The blob version we were told about is gone (overwritten or deleted): nothing to score."""
-    now = deps.clock()
     log.warning("job %s: %s", job.job_id, exc.message)
-    canceled = replace(
-        job,
-        state=JobState.CANCELED,
-        error_code=exc.code,
-        error_message=exc.message,
-        finished_at=now,
-        updated_at=now,
-        events_pending=(*job.events_pending, EventType.JOB_FAILED.value),
-    )
-    return finalize(deps, deps.store.update(canceled))
+    return _end(deps, job, JobState.CANCELED, exc.code, exc.message)
+
+
+def _fail(deps: Deps, job: Job, code: str, message: str) -> Job:
+    log.error("job %s: failed: %s: %s", job.job_id, code, message)
+    return _end(deps, job, JobState.FAILED, code, message)
+
+
+def _end(deps: Deps, job: Job, state: JobState, code: str, message: str) -> Job:
+    ended = core.end_job(job, state, code, message, deps.clock())
+    return finalize(deps, deps.store.update(ended))
 
 
 def _submit_attempt(deps: Deps, job: Job, *, new_attempt: bool) -> Job:
@@ -332,22 +322,6 @@ def reconcile_submission(deps: Deps, job: Job) -> Job:
             now = deps.clock()
             return _hand_over(deps, replace(job, state=JobState.SCORED, scored_at=now, finished_at=now))
     return _submit_attempt(deps, job, new_attempt=job.attempt == 0)
-
-
-def _fail(deps: Deps, job: Job, code: str, message: str) -> Job:
-    now = deps.clock()
-    log.error("job %s: failed: %s: %s", job.job_id, code, message)
-    failed = replace(
-        job,
-        state=JobState.FAILED,
-        error_code=code,
-        error_message=message,
-        finished_at=now,
-        submit_lease_until=None,
-        updated_at=now,
-        events_pending=(*job.events_pending, EventType.JOB_FAILED.value),
-    )
-    return finalize(deps, deps.store.update(failed))
 
 
 # ---------------------------------------------------------------- timer
@@ -516,17 +490,9 @@ def finalize(deps: Deps, job: Job) -> Job:
 
 
 def _failed_delivery(deps: Deps, job: Job, exc: PermanentError) -> Job:
-    now = deps.clock()
     log.error("job %s: Azure ML completed but its output is unusable: %s", job.job_id, exc.message)
-    pending = tuple(e for e in job.events_pending if e != EventType.JOB_COMPLETED.value)
-    return replace(
-        job,
-        state=JobState.FAILED,
-        error_code=exc.code,
-        error_message=f"Azure ML reported Completed but its output is unusable: {exc.message}",
-        updated_at=now,
-        events_pending=(*pending, EventType.JOB_FAILED.value),
-    )
+    message = f"Azure ML reported Completed but its output is unusable: {exc.message}"
+    return core.end_job(job, JobState.FAILED, exc.code, message, deps.clock())
 
 
 def _deliver_predictions(deps: Deps, job: Job) -> Job:

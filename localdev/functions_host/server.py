@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from localdev.functions_host.blob_trigger import BlobPattern, account_name
 from localdev.functions_host.host import Host, event_grid_trigger_input, is_event_grid_source
+from localdev.functions_host.indexing import FunctionSpec
 from localdev.functions_host.invoker import TriggerInput
 from localdev.functions_host.settings import resolve_connection
 from localdev.functions_host.storage import split_blob_url
@@ -105,22 +106,33 @@ def event_type(event: dict[str, Any]) -> str:
     return str(event.get("eventType") or event.get("type") or "")
 
 
-async def event_grid_webhook(request: Request) -> Response:
-    """`/runtime/webhooks/eventgrid?functionName=<fn>`: one invocation per event, 500 if any failed."""
+async def _webhook_events(
+    request: Request, host: Host, name: str, trigger_type: str
+) -> Response | tuple[FunctionSpec, list[dict[str, Any]]]:
+    """What both extension webhooks do first: abuse protection, the function, the body, the handshake."""
     if request.method == "OPTIONS":
         return abuse_protection(request)
-    host: Host = request.app.state.host
-    name = request.query_params.get("functionName", "")
     spec = host.runnable(name)
-    if spec is None or spec.trigger_type != "eventGridTrigger":
-        return PlainTextResponse(f"no Event Grid function {name!r}", status_code=404)
+    if spec is None or spec.trigger_type != trigger_type:
+        return PlainTextResponse(f"no {trigger_type} function {name!r}", status_code=404)
+    if trigger_type == "blobTrigger" and not is_event_grid_source(spec):
+        return PlainTextResponse(f"{name} is not an EventGrid-source blob trigger", status_code=400)
     try:
         events = await read_events(request)
     except ValueError:
         return PlainTextResponse("body is not JSON", status_code=400)
     handshake = validation_response(request, events)
-    if handshake is not None:
-        return handshake
+    return handshake if handshake is not None else (spec, events)
+
+
+async def event_grid_webhook(request: Request) -> Response:
+    """`/runtime/webhooks/eventgrid?functionName=<fn>`: one invocation per event, 500 if any failed."""
+    host: Host = request.app.state.host
+    name = request.query_params.get("functionName", "")
+    received = await _webhook_events(request, host, name, "eventGridTrigger")
+    if isinstance(received, Response):
+        return received
+    spec, events = received
     failed = 0
     for event in events:
         detail = f"event id={event.get('id')} type={event_type(event)}"
@@ -131,22 +143,12 @@ async def event_grid_webhook(request: Request) -> Response:
 
 async def blob_webhook(request: Request) -> Response:
     """`/runtime/webhooks/blobs?functionName=Host.Functions.<fn>`: BlobCreated events, EventGrid-source."""
-    if request.method == "OPTIONS":
-        return abuse_protection(request)
     host: Host = request.app.state.host
     name = request.query_params.get("functionName", "").removeprefix("Host.Functions.")
-    spec = host.runnable(name)
-    if spec is None or spec.trigger_type != "blobTrigger":
-        return PlainTextResponse(f"no blob trigger function {name!r}", status_code=404)
-    if not is_event_grid_source(spec):
-        return PlainTextResponse(f"{name} is not an EventGrid-source blob trigger", status_code=400)
-    try:
-        events = await read_events(request)
-    except ValueError:
-        return PlainTextResponse("body is not JSON", status_code=400)
-    handshake = validation_response(request, events)
-    if handshake is not None:
-        return handshake
+    received = await _webhook_events(request, host, name, "blobTrigger")
+    if isinstance(received, Response):
+        return received
+    spec, events = received
     pattern = BlobPattern.parse(str(spec.trigger["path"]))
     account = account_name(resolve_connection(spec.trigger.get("connection")))
     for event in events:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import threading
+import functools
 from urllib.parse import unquote, urlparse
 
 from azure.storage.blob import BlobServiceClient
@@ -13,28 +13,16 @@ from azure.storage.queue import QueueServiceClient
 HOSTS_CONTAINER = "azure-webjobs-hosts"
 BLOB_POISON_QUEUE = "webjobs-blobtrigger-poison"
 
-_lock = threading.Lock()
-_blob_clients: dict[str, BlobServiceClient] = {}
-_queue_clients: dict[str, QueueServiceClient] = {}
 
-
+@functools.cache
 def blob_service(connection_string: str) -> BlobServiceClient:
-    with _lock:
-        client = _blob_clients.get(connection_string)
-        if client is None:
-            client = BlobServiceClient.from_connection_string(connection_string)
-            _blob_clients[connection_string] = client
-        return client
+    return BlobServiceClient.from_connection_string(connection_string)
 
 
+@functools.cache
 def queue_service(connection_string: str) -> QueueServiceClient:
     """Queue clients without encode/decode policies: the host does (and checks) base64 itself."""
-    with _lock:
-        client = _queue_clients.get(connection_string)
-        if client is None:
-            client = QueueServiceClient.from_connection_string(connection_string)
-            _queue_clients[connection_string] = client
-        return client
+    return QueueServiceClient.from_connection_string(connection_string)
 
 
 def encode_message(text: str | bytes, encoding: str) -> str:
