@@ -351,6 +351,9 @@ def _poll_safely(deps: Deps, job_id: str) -> str:
     except TransientError as exc:
         log.warning("poll: job %s: %s (will retry next tick)", job_id, exc.message)
         return "retry-later"
+    except PermanentError as exc:
+        log.error("poll: job %s: %s (will retry next tick)", job_id, exc.message)
+        return "error"
     except Exception:
         log.exception("poll: job %s failed unexpectedly (will retry next tick)", job_id)
         return "error"
@@ -384,6 +387,9 @@ def _check_remote(deps: Deps, job: Job) -> str:
     try:
         remote = deps.scoring.get_job(job.aml_job_name)
     except RemoteJobNotFound:
+        grace = timedelta(seconds=deps.settings.submit_lease_seconds)
+        if job.submitted_at is not None and deps.clock() - job.submitted_at < grace:
+            return "waiting:not-visible-yet"  # a job can take a moment to show up after invoke
         _fail(deps, job, "RemoteJobNotFound", f"Azure ML has no job named {job.aml_job_name}")
         return "failed"
     for _ in range(_MAX_RACES):

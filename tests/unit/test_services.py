@@ -386,3 +386,27 @@ def test_http_views_carry_no_query_strings_and_filter_by_state() -> None:
     assert view is not None
     assert view["error"]["code"] == "NotCsv"
     assert services.get_job(world.deps, "nope") is None
+
+
+def test_a_job_not_visible_right_after_invoke_is_given_time() -> None:
+    world = make_world(SUBMIT_LEASE_SECONDS="60")
+    drop(world)
+    job = only_job(world)
+    world.scoring.jobs.clear()  # the service does not list it yet
+    assert services.poll_job(world.deps, job.job_id) == "waiting:not-visible-yet"
+    world.clock.advance(seconds=61)
+    assert services.poll_job(world.deps, job.job_id) == "failed"
+    assert only_job(world).error_code == "RemoteJobNotFound"
+
+
+def test_lost_rights_while_polling_are_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    world = make_world()
+    drop(world)
+
+    def denied(name: str) -> None:
+        raise ScoringAuthError("HTTP 403. Grant AzureML Data Scientist")
+
+    world.scoring.get_job = denied  # type: ignore[method-assign,assignment]
+    assert services.poll(world.deps).outcomes == {"error": 1}
+    assert "AzureML Data Scientist" in caplog.text
+    assert only_job(world).state is JobState.SUBMITTED
