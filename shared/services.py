@@ -151,6 +151,8 @@ def _advance_once(deps: Deps, job: Job) -> Job:
         return job
     if job.state in REMOTE_DONE and not job.finalized and job.state != JobState.SCORED:
         return finalize(deps, job)
+    if job.state in REMOTE_DONE:
+        return job  # SCORED: the completion publishes, after the predictions are in place
     return flush_events(deps, job)
 
 
@@ -368,7 +370,8 @@ def poll_job(deps: Deps, job_id: str) -> str:
     if job.finalized:
         deps.store.unmark_active(job_id)
         return "index-healed"
-    job = flush_events(deps, job)
+    if job.state not in REMOTE_DONE:
+        job = flush_events(deps, job)  # a final event goes out only from finalize, after the moves
     if job.state in REMOTE_ACTIVE:
         return _check_remote(deps, job)
     if job.state in REMOTE_DONE:
@@ -433,11 +436,12 @@ def _apply(deps: Deps, decision: core.Decision) -> str:
 
 
 def _hand_over(deps: Deps, job: Job) -> Job:
-    """Record the terminal remote state, then queue the completion work (the poller re-queues if lost)."""
+    """Record the terminal remote state, then queue the completion work (the poller re-queues if lost).
+
+    The final event is not queued here: finalize adds it once the predictions and the input are in place.
+    """
     now = deps.clock()
-    event = core.final_event_type(job.state)
-    pending = job.events_pending if event.value in job.events_pending else (*job.events_pending, event.value)
-    saved = deps.store.update(replace(job, completion_enqueued_at=now, updated_at=now, events_pending=pending))
+    saved = deps.store.update(replace(job, completion_enqueued_at=now, updated_at=now))
     deps.completions.enqueue(job.job_id)
     log.info("job %s: %s; completion queued", job.job_id, job.state.value)
     return saved
@@ -482,7 +486,7 @@ def finalize(deps: Deps, job: Job) -> Job:
     if job.state == JobState.SCORED:
         try:
             job = _deliver_predictions(deps, job)
-        except (InputInvalid, BlobMissing) as exc:
+        except (InputInvalid, BlobMissing, BlobChanged) as exc:
             job = deps.store.update(_failed_delivery(deps, job, exc))
     if job.state in {JobState.REJECTED, JobState.FAILED, JobState.CANCELED, JobState.TIMED_OUT}:
         job = _file_input(deps, job)
@@ -518,6 +522,7 @@ def _deliver_predictions(deps: Deps, job: Job) -> Job:
         rows_out=stats.rows_out,
         rows_missing=stats.rows_missing,
         updated_at=now,
+        events_pending=_with_event(job.events_pending, EventType.JOB_COMPLETED),
     )
     log.info(
         "job %s: %d rows scored (%d without a prediction) -> %s/%s",
@@ -532,14 +537,14 @@ def _deliver_predictions(deps: Deps, job: Job) -> Job:
 
 def _write_joined(deps: Deps, job: Job, container: str, target: str) -> JoinStats:
     """Join by streaming merge; predictions out of row order fall back to an on-disk index."""
-    source_container, source_name = _input_location(deps, job)
+    source_container, source_name, source_etag = _input_location(deps, job)
     if deps.blobs.properties(job.output_container, job.output_path) is None:
         raise BlobMissing(f"no predictions file at {job.output_container}/{job.output_path}")
     delimiter = deps.settings.csv_delimiter
     stats = JoinStats()
     try:
         merged = join_predictions(
-            deps.blobs.chunks(source_container, source_name),
+            deps.blobs.chunks(source_container, source_name, source_etag),
             parse_predictions(deps.blobs.chunks(job.output_container, job.output_path)),
             stats,
             delimiter=delimiter,
@@ -551,20 +556,26 @@ def _write_joined(deps: Deps, job: Job, container: str, target: str) -> JoinStat
     index = PredictionIndex(parse_predictions(deps.blobs.chunks(job.output_container, job.output_path)))
     try:
         stats = JoinStats()
-        joined = join_predictions(deps.blobs.chunks(source_container, source_name), index, stats, delimiter=delimiter)
+        joined = join_predictions(
+            deps.blobs.chunks(source_container, source_name, source_etag), index, stats, delimiter=delimiter
+        )
         deps.blobs.write(container, target, joined, "text/csv")
     finally:
         index.close()
     return stats
 
 
-def _input_location(deps: Deps, job: Job) -> tuple[str, str]:
-    """The input is in its container, or already moved to the archive by an interrupted earlier run."""
-    if deps.blobs.properties(job.container, job.name) is not None:
-        return job.container, job.name
+def _input_location(deps: Deps, job: Job) -> tuple[str, str, str | None]:
+    """Our version of the input: in its container (pinned to its ETag), or already in the archive
+    after an interrupted earlier run. A newer upload under the same name is never joined."""
+    current = deps.blobs.properties(job.container, job.name)
+    if current is not None and core.unquote_etag(current.etag) == job.blob_etag:
+        return job.container, job.name, job.blob_etag
     archive = deps.settings.archive_container
     if deps.blobs.properties(archive, job.name) is not None:
-        return archive, job.name
+        return archive, job.name, None
+    if current is not None:
+        raise BlobChanged(f"the input {job.container}/{job.name} was overwritten before its predictions were joined")
     raise BlobMissing(f"the input {job.container}/{job.name} is gone (not in {archive} either)")
 
 
@@ -581,7 +592,15 @@ def _file_input(deps: Deps, job: Job) -> Job:
     if job.error_code in {BlobChanged.code, BlobMissing.code}:
         return job  # the input at that name is not ours to move
     _move(deps, job, target)
-    return deps.store.update(replace(job, archive_container=target, updated_at=deps.clock()))
+    final = core.final_event_type(job.state)
+    filed = replace(
+        job, archive_container=target, updated_at=deps.clock(), events_pending=_with_event(job.events_pending, final)
+    )
+    return deps.store.update(filed)
+
+
+def _with_event(pending: tuple[str, ...], event: EventType) -> tuple[str, ...]:
+    return pending if event.value in pending else (*pending, event.value)
 
 
 def _reason_json(job: Job) -> bytes:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,17 @@ RESPONSE_TIMEOUT_SECONDS = 30.0
 MIN_RESPONSE_TIMEOUT_SECONDS = 1.0
 
 
+KEY_ENV = "EVENTGRID_EMULATOR_KEY"
+
+
+def topic_keys(from_args: list[str]) -> tuple[str, ...]:
+    """Keys from --key, else from the environment (what the launcher uses: argv is visible in `ps`)."""
+    keys = tuple(from_args) or tuple(key for key in os.environ.get(KEY_ENV, "").split(",") if key)
+    if not keys:
+        raise SystemExit(f"serve needs a topic key: --key KEY or the {KEY_ENV} environment variable")
+    return keys
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m localdev.eventgrid", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--key",
         action="append",
-        required=True,
-        help="topic access key (repeat for key1/key2); base64 keys also work with SAS tokens",
+        default=[],
+        help=f"topic access key (repeat for key1/key2); base64 keys also work with SAS tokens; "
+        f"or set {KEY_ENV} so the key stays out of the process list",
     )
     serve.add_argument("--log", type=Path, required=True, help="JSONL file every accepted event is appended to")
     serve.add_argument(
@@ -92,7 +105,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     timeout = args.delivery_timeout or max(RESPONSE_TIMEOUT_SECONDS * args.retry_scale, MIN_RESPONSE_TIMEOUT_SECONDS)
     log_path = args.log.resolve()
     return EmulatorConfig(
-        keys=tuple(args.key),
+        keys=topic_keys(args.key),
         events_log=log_path,
         state_dir=(args.state_dir or log_path.with_name(log_path.name + ".state")).resolve(),
         input_schema=args.input_schema,

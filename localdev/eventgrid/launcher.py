@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from localdev.eventgrid.cli import KEY_ENV
 from localdev.procs import Service, free_port, start_service
 
 
@@ -28,7 +29,7 @@ def start_eventgrid(
 
     `log_path` receives the emulator's own output; `events_log` is the accepted-events JSONL."""
     port = port or free_port()
-    argv = [sys.executable, "-m", "localdev.eventgrid", "serve", "--port", str(port), "--key", key]
+    argv = [sys.executable, "-m", "localdev.eventgrid", "serve", "--port", str(port)]
     argv += ["--log", str(events_log), "--retry-scale", str(retry_scale), "--input-schema", input_schema]
     for spec in subscriptions:
         argv += ["--subscription", spec]
@@ -37,7 +38,7 @@ def start_eventgrid(
     if state_dir is not None:
         argv += ["--state-dir", str(state_dir)]
     argv += list(extra_args)
-    service = start_service("eventgrid", argv, log_path)
+    service = start_service("eventgrid", argv, log_path, env={KEY_ENV: key})
     base = f"http://127.0.0.1:{port}"
     service.wait_ready(f"{base}/_emulator/health", timeout)
     return service, f"{base}/api/events"

@@ -410,3 +410,47 @@ def test_lost_rights_while_polling_are_logged_not_fatal(caplog: pytest.LogCaptur
     assert services.poll(world.deps).outcomes == {"error": 1}
     assert "AzureML Data Scientist" in caplog.text
     assert only_job(world).state is JobState.SUBMITTED
+
+
+def test_no_final_event_before_the_predictions_are_in_place() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1", "2", "3"])
+    drop(world)
+    services.poll(world.deps)  # Scored, completion queued
+    services.poll(world.deps)  # a tick before the completion runs must not announce anything
+    assert world.events.types() == [EventType.JOB_SUBMITTED.value]
+    run_completions(world)
+    completed = [e for e in world.events.published if e.type == EventType.JOB_COMPLETED.value]
+    assert len(completed) == 1
+    assert completed[0].data["state"] == "Completed"
+    assert completed[0].data["output"]["rows"] == 3
+
+
+def test_a_failed_remote_job_is_announced_only_after_its_input_is_filed() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.FAILED]
+    drop(world)
+    services.poll(world.deps)
+    services.poll(world.deps)
+    assert world.events.types() == [EventType.JOB_SUBMITTED.value]
+    run_completions(world)
+    assert world.events.types()[-1] == EventType.JOB_FAILED.value
+    assert world.events.published[-1].data["input"]["movedTo"] == "failed"
+
+
+def test_an_input_overwritten_before_completion_is_never_joined_with_the_new_rows() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1", "2", "3"])
+    drop(world)
+    (first,) = world.store.rows
+    services.poll(world.deps)
+    world.scoring.on_complete = None
+    world.scoring.script = [RemoteStatus.QUEUED]
+    drop(world, data=b"carat,cut\n9.9,Fair\n")  # a new version under the same name
+    services.complete(world.deps, first)
+    job = world.store.rows[first]
+    assert (job.state, job.error_code) == (JobState.FAILED, "BlobChanged")
+    assert world.blobs.names("predictions") == []
+    assert world.blobs.data("incoming", "batch/day1.csv") == b"carat,cut\n9.9,Fair\n"  # the new version stays

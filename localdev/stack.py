@@ -1,0 +1,560 @@
+"""The local stack: `python -m localdev up | down | status` (and `demo`, in localdev/stack_demo.py).
+
+`up` starts Azurite, the Azure ML batch endpoint emulator, the Event Grid emulator and the Functions
+dev host on free loopback ports, each detached in its own session so it outlives the command, and
+records them in `<dir>/stack.json` (pids, start times, logs) and `<dir>/stack.env` (what a client
+needs). Secrets (Azurite's connection string, the per-stack token and key) go only into stack.env
+(mode 0600), never to the terminal or a log.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from localdev.procs import REPO_ROOT, Service, ServiceStartError
+from localdev.stack_procs import is_running, processes_mentioning, start_time, stop_group
+
+DEFAULT_DIR = Path(".localdev")
+SAMPLE_SETTINGS = REPO_ROOT / "local.settings.sample.json"
+DEPLOYMENT = "diamonds"
+OUTPUT_DATASTORE = "dropscore_outputs"
+HOST_ID = "dropscore-local"
+DEFAULT_POLL_SCHEDULE = "*/2 * * * * *"
+# The containers the app reads or writes; created up front so a first upload has somewhere to go.
+CONTAINER_SETTINGS = (
+    "INPUT_CONTAINER",
+    "OUTPUT_CONTAINER",
+    "ARCHIVE_CONTAINER",
+    "FAILED_CONTAINER",
+    "REJECTED_CONTAINER",
+    "AML_OUTPUT_CONTAINER",
+)
+PART_ORDER = ("azurite", "batch-endpoint", "eventgrid", "functions-host")
+CORE_TOOLS_URL = "http://localhost:7071"  # where `func start` listens when it replaces the dev host
+
+
+class StackError(RuntimeError):
+    """The stack could not do what was asked; the message says what and where to look."""
+
+
+class StackRunning(StackError):
+    """`up` was asked for while a stack from the same directory is still running."""
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    root: Path
+
+    @classmethod
+    def at(cls, directory: Path) -> StackPaths:
+        return cls(directory.resolve())
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "stack.json"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "stack.env"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "stack.lock"
+
+    @property
+    def events_log(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def local_settings(self) -> Path:
+        return self.root / "local.settings.json"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.root / "functions-host-keys.json"
+
+    def log(self, part: str) -> Path:
+        return self.logs / f"{part}.log"
+
+
+@dataclass
+class Part:
+    """One running piece of the stack as stack.json records it."""
+
+    name: str
+    pid: int
+    started: int | None
+    log: str
+    url: str
+
+    @property
+    def running(self) -> bool:
+        return is_running(self.pid, self.started)
+
+
+@dataclass
+class StackOptions:
+    directory: Path = DEFAULT_DIR
+    models_dir: Path | None = None  # default <directory>/models
+    model_dir: Path | None = None  # a deployment folder to serve instead of the demo model
+    functions_host: bool = True  # False: Core Tools (`func start`) runs the app instead
+    faults: str | None = None
+    job_seconds: float = 2.0
+    blob_scan_interval: float = 1.0
+    app_settings: dict[str, str] = field(default_factory=dict)
+    timeout: float = 90.0
+
+
+@dataclass
+class Stack:
+    """What `up` started; `env` is the content of stack.env."""
+
+    paths: StackPaths
+    parts: list[Part]
+    env: dict[str, str]
+    app_settings: dict[str, str]
+
+    def part(self, name: str) -> Part:
+        return next(p for p in self.parts if p.name == name)
+
+
+# ---------------------------------------------------------------- locking and state files
+
+
+@contextlib.contextmanager
+def stack_lock(paths: StackPaths) -> Iterator[None]:
+    """One `up`/`down` at a time per directory (two `make up` in parallel must not both start)."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with paths.lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_parts(paths: StackPaths) -> list[Part]:
+    if not paths.state_file.is_file():
+        return []
+    doc = json.loads(paths.state_file.read_text(encoding="utf-8"))
+    return [Part(**part) for part in doc.get("parts", [])]
+
+
+def read_env(paths: StackPaths) -> dict[str, str]:
+    """stack.env as a dict (KEY=VALUE lines)."""
+    values: dict[str, str] = {}
+    if paths.env_file.is_file():
+        for line in paths.env_file.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.startswith("#"):
+                values[key.strip()] = value
+    return values
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (stack.env holds the stack's token and keys)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    tmp.replace(path)
+
+
+def _write_state(paths: StackPaths, parts: list[Part]) -> None:
+    doc = {
+        "dir": str(paths.root),
+        "startedAt": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "parts": [asdict(p) for p in parts],
+    }
+    _write_private(paths.state_file, json.dumps(doc, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- up
+
+
+def sample_settings() -> dict[str, str]:
+    """The app settings of local.settings.sample.json (container, table and queue names, limits...)."""
+    doc = json.loads(SAMPLE_SETTINGS.read_text(encoding="utf-8"))
+    return {str(k): str(v) for k, v in doc["Values"].items()}
+
+
+def _random_key() -> str:
+    # Event Grid access keys are base64 of 32 random bytes; the emulator also accepts them in SAS tokens.
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _record(service: Service, url: str) -> Part:
+    return Part(service.name, service.pid, start_time(service.pid), str(service.log_path), url)
+
+
+def _fail_part(name: str, log: Path, exc: BaseException) -> StackError:
+    return StackError(f"{name} failed to start (log: {log}):\n{exc}")
+
+
+def up(options: StackOptions, on_progress: Callable[[str], None] = print) -> Stack:
+    """Start every part (or raise StackError after stopping what did start)."""
+    paths = StackPaths.at(options.directory)
+    with stack_lock(paths):
+        _refuse_if_running(paths)
+        paths.logs.mkdir(parents=True, exist_ok=True)
+        started: list[Part] = []
+        try:
+            stack = _start_parts(paths, options, started, on_progress)
+        except BaseException:
+            # Also on Ctrl-C: a half-started stack must not linger.
+            with quiet_signals():
+                _stop_parts(started)
+                _sweep(paths)
+                paths.state_file.unlink(missing_ok=True)
+            raise
+        return stack
+
+
+def _refuse_if_running(paths: StackPaths) -> None:
+    parts = read_parts(paths)
+    alive = [p.name for p in parts if p.running]
+    if alive:
+        raise StackRunning(
+            f"a stack is already running from {paths.root} ({', '.join(alive)}); "
+            f"stop it first with `python -m localdev down --dir {paths.root}` (or `make down`)"
+        )
+    # Left over from a stack that died (reboot, kill -9): nothing of it runs, so start afresh.
+    paths.state_file.unlink(missing_ok=True)
+    paths.env_file.unlink(missing_ok=True)
+
+
+def _start_parts(paths: StackPaths, options: StackOptions, started: list[Part], say: Callable[[str], None]) -> Stack:
+    from localdev.azurite import start_azurite
+
+    def track(part: Part) -> None:
+        started.append(part)
+        # Written after every part so `down` can stop a stack whose `up` was killed midway.
+        _write_state(paths, started)
+
+    say("starting azurite ...")
+    try:
+        azurite = start_azurite(paths.log("azurite"), data_dir=paths.root / "azurite", timeout=options.timeout)
+    except ServiceStartError as exc:
+        raise _fail_part("azurite", paths.log("azurite"), exc) from None
+    track(_record(azurite.service, f"http://127.0.0.1:{azurite.blob_port}"))
+    connection = azurite.connection_string
+    settings = {**sample_settings(), **options.app_settings}
+    _create_storage(connection, settings)
+
+    token = secrets.token_urlsafe(32)
+    say("starting the batch endpoint emulator ...")
+    scoring_uri = _start_batch_endpoint(
+        paths, options, settings=settings, connection=connection, token=token, track=track
+    )
+    eventgrid_key = _random_key()
+    say("starting the Event Grid emulator ...")
+    topic_endpoint = _start_eventgrid(paths, options, eventgrid_key, track)
+
+    app_env = {
+        **settings,
+        "AzureWebJobsStorage": connection,
+        "BLOB_TRIGGER_SOURCE": "LogsAndContainerScan",
+        "BATCH_ENDPOINT_URI": scoring_uri,
+        "AML_LOCAL_TOKEN": token,
+        "AML_OUTPUT_DATASTORE": OUTPUT_DATASTORE,
+        "EVENTGRID_TOPIC_ENDPOINT": topic_endpoint,
+        "EVENTGRID_TOPIC_KEY": eventgrid_key,
+        "POLL_SCHEDULE": options.app_settings.get("POLL_SCHEDULE", DEFAULT_POLL_SCHEDULE),
+    }
+    # Core Tools users run `func start` with this file instead of the dev host.
+    _write_private(paths.local_settings, json.dumps({"IsEncrypted": False, "Values": app_env}, indent=2) + "\n")
+    functions_url = CORE_TOOLS_URL
+    if options.functions_host:
+        say("starting the Functions dev host ...")
+        functions_url = _start_functions_host(paths, options, app_env, track)
+
+    env = {
+        "AZURE_STORAGE_CONNECTION_STRING": connection,
+        "INPUT_CONTAINER": settings["INPUT_CONTAINER"],
+        "OUTPUT_CONTAINER": settings["OUTPUT_CONTAINER"],
+        "ARCHIVE_CONTAINER": settings["ARCHIVE_CONTAINER"],
+        "FAILED_CONTAINER": settings["FAILED_CONTAINER"],
+        "REJECTED_CONTAINER": settings["REJECTED_CONTAINER"],
+        "AML_OUTPUT_CONTAINER": settings["AML_OUTPUT_CONTAINER"],
+        "JOBS_TABLE": settings["JOBS_TABLE"],
+        "ACTIVE_JOBS_TABLE": settings["ACTIVE_JOBS_TABLE"],
+        "COMPLETIONS_QUEUE": settings["COMPLETIONS_QUEUE"],
+        "BATCH_ENDPOINT_URI": scoring_uri,
+        "BATCH_ENDPOINT_TOKEN": token,
+        "EVENTGRID_TOPIC_ENDPOINT": topic_endpoint,
+        "EVENTGRID_TOPIC_KEY": eventgrid_key,
+        "EVENTS_LOG": str(paths.events_log),
+        "FUNCTIONS_URL": functions_url,
+        "FUNCTIONS_KEYS_FILE": str(paths.keys_file),
+        "LOGS_DIR": str(paths.logs),
+    }
+    _write_private(paths.env_file, "".join(f"{key}={value}\n" for key, value in env.items()))
+    return Stack(paths, list(started), env, app_env)
+
+
+def _create_storage(connection: str, settings: dict[str, str]) -> None:
+    """Containers and the jobs tables, so uploads and `status` work before the first job."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.data.tables import TableServiceClient
+    from azure.storage.blob import BlobServiceClient
+
+    blobs = BlobServiceClient.from_connection_string(connection)
+    for key in CONTAINER_SETTINGS:
+        with contextlib.suppress(ResourceExistsError):
+            blobs.create_container(settings[key])
+    tables = TableServiceClient.from_connection_string(connection)
+    for key in ("JOBS_TABLE", "ACTIVE_JOBS_TABLE"):
+        tables.create_table_if_not_exists(settings[key])
+
+
+def _deployment_dir(paths: StackPaths, options: StackOptions) -> Path:
+    if options.model_dir is not None:
+        return options.model_dir
+    from localdev.demo.model import build
+
+    # MLflow warns about cloudpickle on every save; localdev/demo/model.py documents that choice.
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    mlflow_dir, _ = build(options.models_dir or paths.root / "models")
+    return mlflow_dir
+
+
+def _start_batch_endpoint(
+    paths: StackPaths,
+    options: StackOptions,
+    *,
+    settings: dict[str, str],
+    connection: str,
+    token: str,
+    track: Callable[[Part], None],
+) -> str:
+    from localdev.batch_endpoint.launcher import start_batch_endpoint
+
+    log = paths.log("batch-endpoint")
+    try:
+        model = _deployment_dir(paths, options)
+        service, scoring_uri = start_batch_endpoint(
+            connection_string=connection,
+            datastores={OUTPUT_DATASTORE: settings["AML_OUTPUT_CONTAINER"]},
+            deployments={DEPLOYMENT: model},
+            token=token,
+            log_path=log,
+            state_dir=paths.root / "batch-endpoint",
+            job_seconds=options.job_seconds,
+            faults=options.faults,
+            timeout=options.timeout,
+        )
+    except (ServiceStartError, OSError, ValueError) as exc:
+        raise _fail_part("batch-endpoint", log, exc) from None
+    track(_record(service, scoring_uri))
+    return scoring_uri
+
+
+def _start_eventgrid(paths: StackPaths, options: StackOptions, key: str, track: Callable[[Part], None]) -> str:
+    from localdev.eventgrid.launcher import start_eventgrid
+
+    log = paths.log("eventgrid")
+    try:
+        service, topic_endpoint = start_eventgrid(
+            key=key,
+            log_path=log,
+            events_log=paths.events_log,
+            dead_letter_dir=paths.root / "eventgrid" / "dead-letter",
+            state_dir=paths.root / "eventgrid" / "state",
+            timeout=options.timeout,
+        )
+    except ServiceStartError as exc:
+        raise _fail_part("eventgrid", log, exc) from None
+    track(_record(service, topic_endpoint))
+    return topic_endpoint
+
+
+def _start_functions_host(
+    paths: StackPaths, options: StackOptions, app_env: dict[str, str], track: Callable[[Part], None]
+) -> str:
+    from localdev.functions_host.launcher import start_functions_host
+
+    log = paths.log("functions-host")
+    try:
+        service, base_url = start_functions_host(
+            app_dir=REPO_ROOT,
+            env=app_env,
+            log_path=log,
+            keys_file=paths.keys_file,
+            blob_scan_interval=options.blob_scan_interval,
+            host_id=HOST_ID,
+            timeout=options.timeout,
+        )
+    except ServiceStartError as exc:
+        raise _fail_part("functions-host", log, exc) from None
+    track(_record(service, base_url))
+    return base_url
+
+
+def summary(stack: Stack) -> str:
+    env, paths = stack.env, stack.paths
+    rel = _short(paths.root)
+    lines = ["dropscore local stack is up:"]
+    for part in stack.parts:
+        lines.append(f"  {part.name:<15} {part.url:<40} pid {part.pid:<7} log {_short(Path(part.log))}")
+    lines += [
+        f"settings for clients (connection string, token, keys): {_short(paths.env_file)}",
+        "",
+        f"drop a file:   .venv/bin/python docs/examples/drop_file.py my.csv --stack-dir {rel}",
+        f"watch events:  .venv/bin/python -m localdev.eventgrid tail --log {_short(paths.events_log)} --follow",
+        f"jobs:          GET {env['FUNCTIONS_URL']}/api/jobs"
+        + (f" (function key in {_short(paths.keys_file)})" if _has_host(stack) else " (once `func start` runs)"),
+        f"func start:    cp {_short(paths.local_settings)} . (the app's settings for Azure Functions Core Tools)",
+        f"status / stop: python -m localdev status --dir {rel} / python -m localdev down --dir {rel}",
+    ]
+    return "\n".join(lines)
+
+
+def _has_host(stack: Stack) -> bool:
+    return any(part.name == "functions-host" for part in stack.parts)
+
+
+def _short(path: Path) -> str:
+    """Paths relative to the working directory when inside it (shorter, copy-pasteable)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------- down
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (a CI timeout, `kill`) takes the Ctrl-C path, so what was started gets stopped."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+@contextlib.contextmanager
+def quiet_signals() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM while stopping the stack: a second Ctrl-C must not leave half of it running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _sweep(paths: StackPaths) -> list[int]:
+    """Stop anything still running with the stack dir on its command line: a part whose launcher was
+    interrupted before it could be recorded (every part gets a path under the dir in its argv)."""
+    leftovers = processes_mentioning(f"{paths.root}/")
+    for pid in leftovers:
+        stop_group(pid)
+    return leftovers
+
+
+def _stop_parts(parts: list[Part]) -> list[str]:
+    """Stop parts newest first (the host before what it calls); returns one line per part."""
+    lines = []
+    for part in reversed(parts):
+        if not part.running:
+            lines.append(f"{part.name}: already stopped")
+            continue
+        stopped = stop_group(part.pid)
+        lines.append(f"{part.name}: stopped (pid {part.pid})" if stopped else f"{part.name}: could not stop {part.pid}")
+    return lines
+
+
+def down(directory: Path) -> list[str]:
+    paths = StackPaths.at(directory)
+    if not paths.state_file.is_file():
+        return [f"no stack recorded in {paths.root} (nothing to stop)"]
+    with stack_lock(paths), quiet_signals():
+        lines = _stop_parts(read_parts(paths))
+        lines += [f"stopped unrecorded process {pid}" for pid in _sweep(paths)]
+        paths.state_file.unlink(missing_ok=True)
+        # Its addresses and keys are dead now; a client must not find and use them.
+        paths.env_file.unlink(missing_ok=True)
+        paths.local_settings.unlink(missing_ok=True)
+    return lines
+
+
+# ---------------------------------------------------------------- status
+
+
+def job_counts(connection: str, table: str) -> Counter[str]:
+    """Jobs by state, read straight from the app's ledger table."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.data.tables import TableClient
+
+    client = TableClient.from_connection_string(connection, table)
+    counts: Counter[str] = Counter()
+    with contextlib.suppress(ResourceNotFoundError):
+        for entity in client.query_entities("RowKey eq 'job'", select=["state"]):
+            counts[str(entity.get("state", "?"))] += 1
+    return counts
+
+
+def status(directory: Path) -> tuple[str, bool]:
+    """A short report and whether every part runs."""
+    paths = StackPaths.at(directory)
+    parts = read_parts(paths)
+    if not parts:
+        return f"no stack recorded in {paths.root}; start one with `python -m localdev up`", False
+    lines = [f"stack in {paths.root}:"]
+    for part in parts:
+        state = "running" if part.running else "stopped"
+        lines.append(f"  {part.name:<15} {state:<8} {part.url:<40} log {_short(Path(part.log))}")
+    all_running = all(p.running for p in parts)
+    env = read_env(paths)
+    azurite_up = any(p.name == "azurite" and p.running for p in parts)
+    if azurite_up and "AZURE_STORAGE_CONNECTION_STRING" in env:
+        counts = job_counts(env["AZURE_STORAGE_CONNECTION_STRING"], env["JOBS_TABLE"])
+        total = sum(counts.values())
+        detail = ", ".join(f"{state}={n}" for state, n in sorted(counts.items())) or "none yet"
+        lines.append(f"jobs: {total} ({detail})")
+    else:
+        lines.append("jobs: unknown (Azurite is not running)")
+    return "\n".join(lines), all_running
+
+
+def load_stack(directory: Path) -> Stack:
+    """The running stack recorded in `directory` (for the demo and tests)."""
+    paths = StackPaths.at(directory)
+    parts = read_parts(paths)
+    if not parts:
+        raise StackError(f"no stack recorded in {paths.root}")
+    return Stack(paths, parts, read_env(paths), {})
+
+
+def function_key(paths: StackPaths) -> str:
+    doc: dict[str, Any] = json.loads(paths.keys_file.read_text(encoding="utf-8"))
+    return str(doc["functionKeys"]["default"])
+
+
+def master_key(paths: StackPaths) -> str:
+    doc: dict[str, Any] = json.loads(paths.keys_file.read_text(encoding="utf-8"))
+    return str(doc["masterKey"])
