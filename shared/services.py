@@ -130,9 +130,14 @@ def _create_or_load(deps: Deps, ref: BlobRef) -> Job:
 
 def advance(deps: Deps, job: Job) -> Job:
     """Move a job forward on the submit side as far as it can go now; a no-op for duplicates."""
+    return _on_fresh_row(deps, job, lambda current: _advance_once(deps, current))
+
+
+def _on_fresh_row(deps: Deps, job: Job, step: Callable[[Job], Job]) -> Job:
+    """Run `step`; when a conditional write loses a race (412), reload the row and decide again."""
     for _ in range(_MAX_RACES):
         try:
-            return _advance_once(deps, job)
+            return step(job)
         except StaleJob:
             reloaded = deps.store.get(job.job_id)
             if reloaded is None:
@@ -654,16 +659,12 @@ def flush_events(deps: Deps, job: Job) -> Job:
 
 def _record_published(deps: Deps, job: Job, names: list[str]) -> Job:
     """Merge the published names into the row, even if someone else wrote it meanwhile."""
-    for _ in range(_MAX_RACES):
-        merged = tuple(dict.fromkeys((*job.events_published, *names)))
-        try:
-            return deps.store.update(replace(job, events_published=merged, updated_at=deps.clock()))
-        except StaleJob:
-            stored = deps.store.get(job.job_id)
-            if stored is None:
-                raise
-            job = stored
-    raise StaleJob(f"job {job.job_id}: could not record published events")
+
+    def record(current: Job) -> Job:
+        merged = tuple(dict.fromkeys((*current.events_published, *names)))
+        return deps.store.update(replace(current, events_published=merged, updated_at=deps.clock()))
+
+    return _on_fresh_row(deps, job, record)
 
 
 # ---------------------------------------------------------------- http
