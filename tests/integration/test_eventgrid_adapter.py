@@ -109,3 +109,10 @@ def test_a_wrong_key_keeps_events_pending_not_lost(runner: EmulatorRunner) -> No
     (job,) = world.store.rows.values()
     assert job.events_published == (EventType.JOB_SUBMITTED.value,)
     assert [line["event"]["type"] for line in emulator.logged_events()] == [EventType.JOB_SUBMITTED.value]
+
+
+def test_the_topic_key_is_not_on_the_emulators_command_line(runner: EmulatorRunner) -> None:
+    emulator = runner.start(name="eg-argv")
+    cmdline = Path(f"/proc/{emulator.service.pid}/cmdline").read_bytes().decode(errors="replace")
+    assert "localdev.eventgrid" in cmdline
+    assert TOPIC_KEY not in cmdline
