@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 
 import azure.functions as func
@@ -35,6 +36,7 @@ def _blob_source() -> func.BlobSource:
 
 BLOB_SOURCE = _blob_source()
 MAX_LIST_LIMIT = 1000
+JOB_ID = re.compile(r"[0-9a-f]{40}")
 
 
 @app.function_name("on_input_blob")
@@ -84,10 +86,13 @@ def complete_job(message: func.QueueMessage) -> None:
 @app.route(route="jobs/{id}", methods=["GET"])
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/jobs/{id}: one job as JSON."""
+    job_id = req.route_params.get("id", "")
+    if not JOB_ID.fullmatch(job_id):
+        return _json({"error": {"code": "NotFound", "message": "no such job"}}, 404)
     try:
-        view = services.get_job(runtime.deps(), req.route_params.get("id", ""))
+        view = services.get_job(runtime.deps(), job_id)
     except ConfigError as exc:
-        return _json({"error": {"code": exc.code, "message": exc.message}}, 500)
+        return _config_error(exc)
     if view is None:
         return _json({"error": {"code": "NotFound", "message": "no such job"}}, 404)
     return _json(view, 200)
@@ -104,7 +109,7 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     try:
         jobs = services.list_jobs(runtime.deps(), state, limit)
     except ConfigError as exc:
-        return _json({"error": {"code": exc.code, "message": exc.message}}, 500)
+        return _config_error(exc)
     return _json({"jobs": jobs, "count": len(jobs)}, 200)
 
 
@@ -120,6 +125,13 @@ def _list_query(values: Mapping[str, str]) -> tuple[JobState | None, int]:
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
         raise ValueError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
     return state, int(limit_text)
+
+
+def _config_error(exc: ConfigError) -> func.HttpResponse:
+    """The details go to the log (operators), not to HTTP callers."""
+    log.error("%s", exc.message)
+    message = "the app's settings are invalid; the function log lists every problem"
+    return _json({"error": {"code": exc.code, "message": message}}, 500)
 
 
 def _json(body: object, status: int) -> func.HttpResponse:

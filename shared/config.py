@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -34,7 +34,7 @@ def is_loopback_url(url: str) -> bool:
 class StorageSettings:
     """Either a connection string (local, Azurite) or service URLs used with a managed identity."""
 
-    connection_string: str | None
+    connection_string: str | None = field(repr=False)
     blob_url: str | None
     queue_url: str | None
     table_url: str | None
@@ -54,7 +54,7 @@ class Settings:
     batch_endpoint_uri: str
     batch_deployment: str | None
     aml_token_scope: str
-    aml_local_token: str | None
+    aml_local_token: str | None = field(repr=False)
     aml_input_datastore: str | None
     aml_output_datastore: str
     aml_output_container: str
@@ -73,7 +73,7 @@ class Settings:
     max_input_bytes: int
     csv_delimiter: str
     eventgrid_topic_endpoint: str
-    eventgrid_topic_key: str | None
+    eventgrid_topic_key: str | None = field(repr=False)
     event_schema: str
     event_source: str
 
@@ -188,9 +188,10 @@ def _check_local_secrets(reader: _Reader, settings: Settings) -> None:
             "Azure uses a managed identity with the EventGrid Data Sender role"
         )
     connection = settings.storage.connection_string or ""
-    if "accountkey=" in connection.lower() and not _connection_is_loopback(connection):
+    has_secret = any(marker in connection.lower() for marker in ("accountkey=", "sharedaccesssignature="))
+    if has_secret and not _connection_is_loopback(connection):
         reader.problems.append(
-            f"{STORAGE}: account keys are only allowed for local storage (Azurite); "
+            f"{STORAGE}: account keys and SAS tokens are only allowed for local storage (Azurite); "
             f"use {STORAGE}__accountName with a managed identity"
         )
 

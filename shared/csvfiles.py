@@ -55,14 +55,17 @@ def validate_head(
     `truncated` says the file goes on past `head`; then the last partial line is not judged.
     """
     text = _decode_head(head, truncated)
-    if not text.strip():
-        raise InputInvalid("the file is empty (no header, no rows)", code="Empty")
-    lines = text.splitlines(keepends=True)
     if truncated:
-        if len(lines) < 2:
+        # Judge complete lines only; the row cut by the head limit (maybe a quoted multi-line one) is dropped.
+        cut = text.rfind("\n")
+        if cut < 0:
             raise InputInvalid(f"the header line is longer than {len(head)} bytes", code="HeaderTooLong")
-        lines = lines[:-1]
-    rows = [row for row in csv.reader(lines, delimiter=delimiter) if any(cell.strip() for cell in row)]
+        text = text[: cut + 1]
+    rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if _has_cells(row)]
+    if truncated and len(rows) > 2:
+        rows = rows[:-1]
+    if not rows:
+        raise InputInvalid("the file is empty (no header, no rows)", code="Empty")
     header = tuple(cell.strip() for cell in rows[0])
     _check_delimiter(header, delimiter)
     _check_header(header, tuple(required_columns))
@@ -71,6 +74,10 @@ def validate_head(
         raise InputInvalid("the file has a header but no data rows", code="HeaderOnly")
     _check_row_widths(header, data)
     return CsvHead(header, len(data), truncated)
+
+
+def _has_cells(row: list[str]) -> bool:
+    return any(cell.strip() for cell in row)
 
 
 def _decode_head(head: bytes, truncated: bool) -> str:
@@ -226,7 +233,7 @@ def join_predictions(
     stats.columns = [*header, prediction_column(header)]
     writer.writerow(stats.columns)
     for row in rows:
-        if not any(cell.strip() for cell in row):
+        if not _has_cells(row):
             continue
         value = lookup(stats.rows_in)
         stats.rows_in += 1

@@ -90,6 +90,7 @@ class BlobInfo:
     etag: str
     size: int
     content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

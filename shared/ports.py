@@ -82,8 +82,17 @@ class BlobStore(Protocol):
         overwrite: bool = True,
     ) -> None: ...
 
-    def copy(self, source_container: str, name: str, target_container: str, target_name: str) -> None:
-        """Server-side copy (waits for it to finish)."""
+    def copy(
+        self,
+        source_container: str,
+        name: str,
+        target_container: str,
+        target_name: str,
+        *,
+        source_etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Server-side copy of the version `source_etag` (waits for it to finish); raises BlobChanged/BlobMissing."""
 
     def delete(self, container: str, name: str, etag: str | None = None) -> bool:
         """Delete (only the version `etag` when given); False when there was nothing to delete."""

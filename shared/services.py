@@ -31,6 +31,7 @@ from shared.csvfiles import (
 from shared.errors import (
     BlobChanged,
     BlobMissing,
+    DropScoreError,
     InputInvalid,
     JobExists,
     JobNameTaken,
@@ -53,11 +54,13 @@ from shared.models import (
     JobState,
     RemoteJob,
 )
-from shared.ports import BlobStore, CompletionQueue, EventPublisher, JobStore, ScoringEndpoint
+from shared.ports import ActiveEntry, BlobStore, CompletionQueue, EventPublisher, JobStore, ScoringEndpoint
 
 log = logging.getLogger("dropscore")
 
 _MAX_RACES = 5
+#: Metadata on a moved input naming the job that moved it: another version's copy is never taken for ours.
+_JOB_TAG = "dropscorejob"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ def _create_or_load(deps: Deps, ref: BlobRef) -> Job:
         created_at=now,
         updated_at=now,
     )
+    deps.store.mark_active(fresh)  # first: a crash after it leaves a row the poller heals, never a lost job
     try:
         job = deps.store.create(fresh)
         log.info("job %s received for %s/%s (etag %s)", job_id, ref.container, ref.name, ref.etag)
@@ -123,8 +127,8 @@ def _create_or_load(deps: Deps, ref: BlobRef) -> Job:
             raise StaleJob(f"job {job_id} vanished while it was being read") from None
         log.info("job %s: duplicate trigger for %s/%s, state %s", job_id, ref.container, ref.name, existing.state)
         job = existing
-    if not job.finalized:
-        deps.store.mark_active(job)
+    if job.finalized:
+        deps.store.unmark_active(job_id)
     return job
 
 
@@ -276,7 +280,7 @@ def _leave_for_reconciliation(deps: Deps, job: Job, exc: ScoringUnavailable) -> 
         error_message=exc.message,
         updated_at=now,
     )
-    return _save_ours(deps, waiting, lambda stored: stored.state == JobState.SUBMITTING)
+    return _save_post_outcome(deps, waiting)
 
 
 def _record_submitted(deps: Deps, job: Job, remote: RemoteJob) -> Job:
@@ -296,19 +300,23 @@ def _record_submitted(deps: Deps, job: Job, remote: RemoteJob) -> Job:
         updated_at=now,
         events_pending=(*job.events_pending, EventType.JOB_SUBMITTED.value),
     )
-    saved = _save_ours(
-        deps, submitted, lambda stored: stored.state == JobState.SUBMITTING and stored.attempt == job.attempt
-    )
+    saved = _save_post_outcome(deps, submitted)
     return flush_events(deps, saved)
 
 
-def _save_ours(deps: Deps, job: Job, still_ours: Callable[[Job], bool]) -> Job:
-    """Write a transition we are entitled to; on a lost race re-apply it only if the row is still ours."""
+def _save_post_outcome(deps: Deps, job: Job) -> Job:
+    """Record what our POST returned. After a lost race, only if the row still waits on that same POST
+    (same attempt, same post count): a newer intent written meanwhile is never overwritten."""
     try:
         return deps.store.update(job)
     except StaleJob:
         stored = deps.store.get(job.job_id)
-        if stored is None or not still_ours(stored):
+        same_post = (
+            stored is not None
+            and stored.state == JobState.SUBMITTING
+            and (stored.attempt, stored.posts) == (job.attempt, job.posts)
+        )
+        if stored is None or not same_post:
             log.info("job %s: moved on elsewhere; keeping the stored transition", job.job_id)
             return stored or job
         return deps.store.update(replace(job, version=stored.version))
@@ -328,7 +336,9 @@ def reconcile_submission(deps: Deps, job: Job) -> Job:
             log.info("job %s: predictions already written by an earlier POST", job.job_id)
             now = deps.clock()
             return _hand_over(deps, replace(job, state=JobState.SCORED, scored_at=now, finished_at=now))
-    return _submit_attempt(deps, job, new_attempt=job.attempt == 0)
+    # After an ambiguous failure a job may exist that we cannot find (the service may ignore our name):
+    # a new attempt gets a new output path, so a duplicate can never make ours fail on "output exists".
+    return _submit_attempt(deps, job, new_attempt=job.attempt == 0 or job.submit_ambiguous)
 
 
 # ---------------------------------------------------------------- timer
@@ -346,15 +356,16 @@ def poll(deps: Deps) -> PollReport:
     if not entries:
         return PollReport(0, {})
     with ThreadPoolExecutor(max_workers=min(deps.settings.poll_concurrency, len(entries))) as pool:
-        outcomes = Counter(pool.map(lambda entry: _poll_safely(deps, entry.job_id), entries))
+        outcomes = Counter(pool.map(lambda entry: _poll_safely(deps, entry), entries))
     report = PollReport(len(entries), dict(outcomes))
     log.info("poll: %d active jobs: %s", report.active, ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
     return report
 
 
-def _poll_safely(deps: Deps, job_id: str) -> str:
+def _poll_safely(deps: Deps, entry: ActiveEntry) -> str:
+    job_id = entry.job_id
     try:
-        return poll_job(deps, job_id)
+        return poll_job(deps, job_id, entry.updated_at)
     except TransientError as exc:
         log.warning("poll: job %s: %s (will retry next tick)", job_id, exc.message)
         return "retry-later"
@@ -366,10 +377,13 @@ def _poll_safely(deps: Deps, job_id: str) -> str:
         return "error"
 
 
-def poll_job(deps: Deps, job_id: str) -> str:
+def poll_job(deps: Deps, job_id: str, indexed_at: datetime | None = None) -> str:
     """Advance one active job by one step; returns a short outcome name for the tick's summary."""
     job = deps.store.get(job_id)
     if job is None:
+        grace = timedelta(seconds=deps.settings.submit_lease_seconds)
+        if indexed_at is not None and deps.clock() - indexed_at < grace:
+            return "being-created"  # the trigger writes the index row before the ledger row
         deps.store.unmark_active(job_id)
         return "orphan-removed"
     if job.finalized:
@@ -428,9 +442,7 @@ def _touch(deps: Deps, before: Job, after: Job) -> None:
 def _apply(deps: Deps, decision: core.Decision) -> str:
     job = decision.job
     if decision.action == core.Action.CANCEL:
-        canceled = deps.scoring.cancel(job.aml_job_name)
-        if not canceled:
-            log.warning("job %s: over its limit; set AML_WORKSPACE_ID so the Azure ML job is canceled too", job.job_id)
+        _cancel_quietly(deps, job)
         _hand_over(deps, job)
         return "timed-out"
     if decision.action == core.Action.FINISH:
@@ -438,6 +450,17 @@ def _apply(deps: Deps, decision: core.Decision) -> str:
         return f"finished:{job.state.value}"
     deps.store.update(job)
     return f"moved:{job.state.value}"
+
+
+def _cancel_quietly(deps: Deps, job: Job) -> None:
+    """Ask Azure ML to cancel a job past its limit; the job is reported TimedOut whatever the answer."""
+    try:
+        canceled = deps.scoring.cancel(job.aml_job_name)
+    except DropScoreError as exc:
+        log.error("job %s: could not cancel Azure ML job %s: %s", job.job_id, job.aml_job_name, exc.message)
+        return
+    if not canceled:
+        log.warning("job %s: over its limit; set AML_WORKSPACE_ID so the Azure ML job is canceled too", job.job_id)
 
 
 def _hand_over(deps: Deps, job: Job) -> Job:
@@ -577,8 +600,9 @@ def _input_location(deps: Deps, job: Job) -> tuple[str, str, str | None]:
     if current is not None and core.unquote_etag(current.etag) == job.blob_etag:
         return job.container, job.name, job.blob_etag
     archive = deps.settings.archive_container
-    if deps.blobs.properties(archive, job.name) is not None:
-        return archive, job.name, None
+    archived = deps.blobs.properties(archive, job.name)
+    if archived is not None and archived.metadata.get(_JOB_TAG) == job.job_id:
+        return archive, job.name, archived.etag
     if current is not None:
         raise BlobChanged(f"the input {job.container}/{job.name} was overwritten before its predictions were joined")
     raise BlobMissing(f"the input {job.container}/{job.name} is gone (not in {archive} either)")
@@ -634,7 +658,13 @@ def _move(deps: Deps, job: Job, target: str) -> None:
             job.name,
         )
         return
-    blobs.copy(job.container, job.name, target, job.name)
+    try:
+        blobs.copy(
+            job.container, job.name, target, job.name, source_etag=job.blob_etag, metadata={_JOB_TAG: job.job_id}
+        )
+    except (BlobChanged, BlobMissing):
+        log.info("job %s: %s/%s changed while it was moved; left in place", job.job_id, job.container, job.name)
+        return
     blobs.delete(job.container, job.name, etag=job.blob_etag)
 
 

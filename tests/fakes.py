@@ -103,6 +103,7 @@ class FakeBlobStore:
     def __init__(self, account: str = "devstoreaccount1") -> None:
         self.account = account
         self.blobs: dict[tuple[str, str], tuple[bytes, str, str]] = {}
+        self.metadata: dict[tuple[str, str], dict[str, str]] = {}
         self.ranged_reads: list[tuple[str, str, int, int]] = []
         self.full_reads: list[tuple[str, str]] = []
 
@@ -110,9 +111,17 @@ class FakeBlobStore:
     def account_name(self) -> str:
         return self.account
 
-    def put(self, container: str, name: str, data: bytes, content_type: str = "text/csv") -> str:
+    def put(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        content_type: str = "text/csv",
+        metadata: dict[str, str] | None = None,
+    ) -> str:
         etag = f"0x8DE{next(_versions):012X}"
         self.blobs[(container, name)] = (data, etag, content_type)
+        self.metadata[(container, name)] = dict(metadata or {})
         return etag
 
     def data(self, container: str, name: str) -> bytes:
@@ -126,7 +135,9 @@ class FakeBlobStore:
 
     def properties(self, container: str, name: str) -> BlobInfo | None:
         found = self.blobs.get((container, name))
-        return None if found is None else BlobInfo(found[1], len(found[0]), found[2])
+        if found is None:
+            return None
+        return BlobInfo(found[1], len(found[0]), found[2], dict(self.metadata.get((container, name), {})))
 
     def _get(self, container: str, name: str, etag: str | None) -> bytes:
         found = self.blobs.get((container, name))
@@ -154,9 +165,19 @@ class FakeBlobStore:
             raise FileExistsError(f"{container}/{name}")
         self.put(container, name, body, content_type)
 
-    def copy(self, source_container: str, name: str, target_container: str, target_name: str) -> None:
-        data, _, content_type = self.blobs[(source_container, name)]
-        self.put(target_container, target_name, data, content_type)
+    def copy(
+        self,
+        source_container: str,
+        name: str,
+        target_container: str,
+        target_name: str,
+        *,
+        source_etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        data = self._get(source_container, name, source_etag)
+        content_type = self.blobs[(source_container, name)][2]
+        self.put(target_container, target_name, data, content_type, metadata)
 
     def delete(self, container: str, name: str, etag: str | None = None) -> bool:
         found = self.blobs.get((container, name))

@@ -12,10 +12,12 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import requests
 from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.exceptions import ClientAuthenticationError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -29,6 +31,7 @@ from shared.errors import (
 from shared.models import InvokeRequest, RemoteJob, RemoteStatus
 
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+AMBIGUOUS_POST_STATUSES = frozenset({408, 500, 502, 504})
 _TOKEN_MARGIN_SECONDS = 300
 _MESSAGE_LIMIT = 2000
 ROLE_HINT = (
@@ -61,8 +64,27 @@ def static_token(token: str) -> Callable[[], str]:
     return lambda: token
 
 
+#: POSTs are re-sent only for answers that say the request was not processed.
+POST_RETRY_STATUSES = frozenset({429, 503})
+#: Longest Retry-After we sleep for inside one invocation; longer waits are left to the next tick.
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+
+class BoundedRetry(Retry):
+    """urllib3 Retry that never re-sends a POST a 408/500/502/504 may have processed, and caps Retry-After."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method.upper() == "POST" and status_code not in POST_RETRY_STATUSES:
+            return False
+        return bool(super().is_retry(method, status_code, has_retry_after))
+
+    def get_retry_after(self, response: Any) -> float | None:
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(float(seconds), MAX_RETRY_AFTER_SECONDS)
+
+
 def retrying_session(max_retries: int, backoff_factor: float = 0.5) -> requests.Session:
-    retry = Retry(
+    retry = BoundedRetry(
         total=max_retries,
         connect=max_retries,
         read=0,
@@ -111,7 +133,7 @@ class AzureMLBatchEndpoint:
 
     def invoke(self, request: InvokeRequest) -> RemoteJob:
         headers = {
-            "Authorization": f"Bearer {self._token()}",
+            "Authorization": f"Bearer {self._bearer(self._token)}",
             "Content-Type": "application/json",
             "repeatability_request-id": request.repeatability_id,
         }
@@ -120,11 +142,22 @@ class AzureMLBatchEndpoint:
         response = self._send("POST", self._scoring_uri, headers, invoke_body(request))
         if response.status_code == 409:
             raise JobNameTaken(f"Azure ML job {request.job_name} already exists: {_service_message(response)}")
+        if response.status_code in AMBIGUOUS_POST_STATUSES:
+            raise ScoringUnavailable(
+                f"Azure ML invoke answered HTTP {response.status_code} ({_service_message(response)}); "
+                "the job may or may not exist",
+                ambiguous=True,
+            )
         _raise_for_status(response, "invoke")
-        return parse_job(_json(response))
+        try:
+            body = _json(response)
+        except ScoringRequestError as exc:  # accepted, but we cannot tell which job: reconcile by name
+            raise ScoringUnavailable(exc.message, ambiguous=True) from None
+        job = parse_job(body)
+        return job if job.name else replace(job, name=request.job_name)
 
     def get_job(self, name: str) -> RemoteJob:
-        headers = {"Authorization": f"Bearer {self._token()}"}
+        headers = {"Authorization": f"Bearer {self._bearer(self._token)}"}
         response = self._send("GET", f"{self._scoring_uri}/{name}", headers, None)
         if response.status_code == 404:
             raise RemoteJobNotFound(f"Azure ML has no job named {name}")
@@ -139,11 +172,22 @@ class AzureMLBatchEndpoint:
             f"{self._management_endpoint}/{self._workspace_id}/jobs/{name}/cancel"
             f"?api-version={self._cancel_api_version}"
         )
-        response = self._send("POST", url, {"Authorization": f"Bearer {token()}"}, None)
+        response = self._send("POST", url, {"Authorization": f"Bearer {self._bearer(token)}"}, None)
         if response.status_code == 404:
             return False
         _raise_for_status(response, "cancel")
         return True
+
+    @staticmethod
+    def _bearer(token: Callable[[], str]) -> str:
+        """A token, or ScoringUnavailable: nothing was sent, so the request may simply be tried again."""
+        try:
+            return token()
+        except ClientAuthenticationError as exc:
+            raise ScoringUnavailable(
+                f"could not get an Entra token ({type(exc).__name__}); is the Function App's managed identity on?",
+                ambiguous=False,
+            ) from None
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: dict[str, Any] | None) -> requests.Response:
         data = None if body is None else json.dumps(body)

@@ -9,7 +9,13 @@ from collections.abc import Iterable, Iterator
 from typing import TypedDict
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from shared.adapters.storage_errors import transient_on_outage
@@ -30,7 +36,8 @@ class AzureBlobStore:
         return str(self._service.account_name)
 
     def url(self, container: str, name: str) -> str:
-        return str(self._service.get_blob_client(container, name).url)
+        """The blob's URL without a query string: a SAS credential never leaks into the ledger or events."""
+        return str(self._service.get_blob_client(container, name).url).split("?", 1)[0]
 
     @transient_on_outage
     def properties(self, container: str, name: str) -> BlobInfo | None:
@@ -42,6 +49,7 @@ class AzureBlobStore:
             etag=str(props.etag).strip('"'),
             size=int(props.size),
             content_type=props.content_settings.content_type,
+            metadata=dict(props.metadata or {}),
         )
 
     @transient_on_outage
@@ -56,14 +64,17 @@ class AzureBlobStore:
             raise BlobChanged(f"{container}/{name} was overwritten after the trigger fired") from None
 
     def chunks(self, container: str, name: str, etag: str | None = None) -> Iterator[bytes]:
+        """Stream a blob in the SDK's chunks; errors are translated here because a generator body runs
+        only when iterated, outside any decorator."""
         blob = self._service.get_blob_client(container, name)
         try:
-            stream = blob.download_blob(**_pinned(etag))
+            yield from blob.download_blob(**_pinned(etag)).chunks()
         except ResourceNotFoundError:
             raise BlobMissing(f"{container}/{name} does not exist") from None
         except ResourceModifiedError:
-            raise BlobChanged(f"{container}/{name} changed") from None
-        yield from stream.chunks()
+            raise BlobChanged(f"{container}/{name} changed while it was read") from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise TransientError(f"storage unreachable while reading {container}/{name}") from exc
 
     @transient_on_outage
     def write(
@@ -79,11 +90,34 @@ class AzureBlobStore:
         blob.upload_blob(data, overwrite=overwrite, content_settings=ContentSettings(content_type=content_type))
 
     @transient_on_outage
-    def copy(self, source_container: str, name: str, target_container: str, target_name: str) -> None:
+    def copy(
+        self,
+        source_container: str,
+        name: str,
+        target_container: str,
+        target_name: str,
+        *,
+        source_etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         self._ensure_container(target_container)
         source = self._service.get_blob_client(source_container, name)
         target = self._service.get_blob_client(target_container, target_name)
-        target.start_copy_from_url(source.url)
+        pinned = _pinned(source_etag)
+        try:
+            if pinned:
+                target.start_copy_from_url(
+                    source.url,
+                    metadata=metadata,
+                    source_etag=pinned["etag"],
+                    source_match_condition=pinned["match_condition"],
+                )
+            else:
+                target.start_copy_from_url(source.url, metadata=metadata)
+        except ResourceNotFoundError:
+            raise BlobMissing(f"{source_container}/{name} is gone") from None
+        except ResourceModifiedError:
+            raise BlobChanged(f"{source_container}/{name} was overwritten") from None
         deadline = time.monotonic() + _COPY_WAIT_SECONDS
         while True:
             copy = target.get_blob_properties().copy

@@ -98,13 +98,18 @@ class TableJobStore:
 
     @transient_on_outage
     def active(self) -> Iterator[ActiveEntry]:
+        """Read the whole index before returning, so paging errors surface here as TransientError."""
         self._ensure_tables()
         query = self._active.query_entities(
             "PartitionKey eq @pk", parameters={"pk": ACTIVE_PARTITION}, select=["RowKey", "state"]
         )
-        for entity in query:
-            stamp = entity.metadata.get("timestamp") or datetime.now(UTC)
-            yield ActiveEntry(entity["RowKey"], str(entity.get("state", "")), stamp)
+        entries = [
+            ActiveEntry(
+                entity["RowKey"], str(entity.get("state", "")), entity.metadata.get("timestamp") or datetime.now(UTC)
+            )
+            for entity in query
+        ]
+        return iter(entries)
 
     @transient_on_outage
     def query(self, state: JobState | None, limit: int) -> list[Job]:

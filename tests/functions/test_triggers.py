@@ -104,7 +104,8 @@ def test_http_get_job_and_list_jobs(world: World) -> None:
     found = function_app.get_job(func.HttpRequest("GET", f"/api/jobs/{job_id}", route_params={"id": job_id}, body=b""))
     assert found.status_code == 200
     assert json.loads(found.get_body())["state"] == "Submitted"
-    missing = function_app.get_job(func.HttpRequest("GET", "/api/jobs/nope", route_params={"id": "nope"}, body=b""))
+    unknown = "f" * 40
+    missing = function_app.get_job(func.HttpRequest("GET", "/api/jobs/x", route_params={"id": unknown}, body=b""))
     assert missing.status_code == 404
     listed = function_app.list_jobs(
         func.HttpRequest("GET", "/api/jobs", params={"state": "submitted", "limit": "5"}, body=b"")
@@ -120,12 +121,24 @@ def test_list_jobs_rejects_bad_queries(world: World, params: dict[str, str]) -> 
     assert json.loads(response.get_body())["error"]["code"] == "BadRequest"
 
 
-def test_a_config_error_is_a_clear_500_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_config_error_is_a_500_with_the_details_in_the_log_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(runtime, "_deps", None)
     for key in ("BATCH_ENDPOINT_URI", "EVENTGRID_TOPIC_ENDPOINT", "AzureWebJobsStorage"):
         monkeypatch.delenv(key, raising=False)
-    response = function_app.get_job(func.HttpRequest("GET", "/api/jobs/x", route_params={"id": "x"}, body=b""))
+    monkeypatch.setenv("AML_LOCAL_TOKEN", "s3cret-token")
+    job_id = "0" * 40
+    response = function_app.get_job(func.HttpRequest("GET", "/api/jobs/x", route_params={"id": job_id}, body=b""))
     assert response.status_code == 500
-    message = json.loads(response.get_body())["error"]["message"]
-    assert "BATCH_ENDPOINT_URI" in message
-    assert "EVENTGRID_TOPIC_ENDPOINT" in message
+    body = response.get_body().decode()
+    assert json.loads(body)["error"]["code"] == "ConfigError"
+    assert "BATCH_ENDPOINT_URI" not in body
+    assert "BATCH_ENDPOINT_URI" in caplog.text
+    assert "EVENTGRID_TOPIC_ENDPOINT" in caplog.text
+    assert "s3cret-token" not in caplog.text + body
+
+
+def test_a_malformed_job_id_is_a_404_without_a_lookup(world: World) -> None:
+    response = function_app.get_job(func.HttpRequest("GET", "/api/jobs/a'b", route_params={"id": "a'b"}, body=b""))
+    assert response.status_code == 404

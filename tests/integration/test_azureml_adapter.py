@@ -248,3 +248,53 @@ def test_token_is_cached_until_near_expiry() -> None:
     assert credential.calls == [("https://ml.azure.com/.default",)]
     clock[0] += 3600 - 299  # inside the five-minute margin
     assert token() == "t2"
+
+
+def test_a_500_on_invoke_is_not_resent_and_is_ambiguous(server: tuple[str, Script]) -> None:
+    base, script = server
+    script.answers = [(500, {}, {"error": {"code": "InternalServerError", "message": "oops"}})]
+    with pytest.raises(ScoringUnavailable) as caught:
+        endpoint(base).invoke(REQUEST)
+    assert caught.value.ambiguous is True  # the job may exist: reconcile before any new POST
+    assert len(script.seen) == 1
+
+
+def test_a_500_on_a_status_read_is_retried(server: tuple[str, Script]) -> None:
+    base, script = server
+    script.answers = [(500, {}, {"error": {"code": "x", "message": "y"}}), (200, {}, job_body("j", "Running"))]
+    assert endpoint(base).get_job("j").status is RemoteStatus.RUNNING
+    assert len(script.seen) == 2
+
+
+def test_an_accepted_invoke_without_a_json_body_is_ambiguous(server: tuple[str, Script]) -> None:
+    base, script = server
+    script.answers = [(200, {"Content-Type": "text/plain"}, b"accepted")]
+    with pytest.raises(ScoringUnavailable) as caught:
+        endpoint(base).invoke(REQUEST)
+    assert caught.value.ambiguous is True
+
+
+def test_retry_after_is_capped() -> None:
+    from urllib3.response import HTTPResponse
+
+    from shared.adapters.azureml import MAX_RETRY_AFTER_SECONDS, BoundedRetry
+
+    retry = BoundedRetry(total=1)
+    assert retry.get_retry_after(HTTPResponse(headers={"Retry-After": "3600"})) == MAX_RETRY_AFTER_SECONDS
+    assert retry.get_retry_after(HTTPResponse(headers={"Retry-After": "2"})) == 2
+
+
+def test_no_token_means_nothing_is_sent(server: tuple[str, Script]) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    base, script = server
+
+    def no_token() -> str:
+        raise ClientAuthenticationError("ManagedIdentityCredential authentication unavailable")
+
+    scoring = AzureMLBatchEndpoint(f"{base}/jobs", no_token, session=retrying_session(1, 0.01))
+    with pytest.raises(ScoringUnavailable) as caught:
+        scoring.invoke(REQUEST)
+    assert caught.value.ambiguous is False
+    assert "managed identity" in caught.value.message
+    assert script.seen == []

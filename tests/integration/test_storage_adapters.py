@@ -114,7 +114,12 @@ def test_move_is_a_server_side_copy_then_a_pinned_delete(blobs: AzureBlobStore) 
     blobs.write(source, "d/x.csv", iter([b"a\n", b"1\n"]), "text/csv")
     info = blobs.properties(source, "d/x.csv")
     assert info is not None
-    blobs.copy(source, "d/x.csv", target, "d/x.csv")
+    with pytest.raises(BlobChanged):
+        blobs.copy(source, "d/x.csv", target, "d/x.csv", source_etag="0x0")  # not that version
+    blobs.copy(source, "d/x.csv", target, "d/x.csv", source_etag=info.etag, metadata={"dropscorejob": "j1"})
+    moved = blobs.properties(target, "d/x.csv")
+    assert moved is not None
+    assert moved.metadata == {"dropscorejob": "j1"}
     assert blobs.delete(source, "d/x.csv", etag="0x0") is False  # another version: not ours
     assert blobs.delete(source, "d/x.csv", etag=info.etag) is True
     assert blobs.properties(source, "d/x.csv") is None

@@ -153,3 +153,17 @@ def test_join_output_comes_in_bounded_chunks() -> None:
     chunks = list(join_predictions(chunked(source, 4096), (Prediction(i, "p") for i in range(rows)), JoinStats()))
     assert len(chunks) > 1
     assert max(len(chunk) for chunk in chunks) < 300 * 1024
+
+
+@pytest.mark.parametrize("data", [b",,,\n", b'""\n', b" , \n\n"])
+def test_only_blank_cells_is_empty(data: bytes) -> None:
+    rejects("Empty", data)
+
+
+def test_form_feeds_and_line_separators_inside_fields_are_data() -> None:
+    head = validate_head("a,b\n1,x\x0cy\n2,p\u2028q\n".encode(), truncated=False)
+    assert head.rows_in_head == 2
+
+
+def test_a_quoted_field_with_a_newline_is_one_row() -> None:
+    assert validate_head(b'a,b\n1,"two\nlines"\n2,x\n', truncated=False).rows_in_head == 2

@@ -9,7 +9,7 @@ import pytest
 from shared import services
 from shared.errors import ScoringAuthError, ScoringRequestError, ScoringUnavailable
 from shared.events import cloudevent_json
-from shared.models import EventType, JobState, RemoteStatus
+from shared.models import EventType, InvokeRequest, JobState, RemoteJob, RemoteStatus
 from tests.eventschemas import assert_valid
 from tests.fakes import SimulatedCrash, World, make_world, write_predictions
 
@@ -212,7 +212,7 @@ def test_lost_response_that_created_a_job_is_adopted_not_duplicated() -> None:
     assert len(world.scoring.posts) == 1
 
 
-def test_a_service_that_ignores_our_job_name_is_still_not_reposted_while_leased() -> None:
+def test_a_service_that_ignores_our_job_name_gets_a_new_attempt_after_the_lease() -> None:
     world = make_world(SUBMIT_LEASE_SECONDS="30")
     world.scoring.honour_names = False
     world.scoring.invoke_errors = [ScoringUnavailable("read timeout", ambiguous=True)]
@@ -220,11 +220,13 @@ def test_a_service_that_ignores_our_job_name_is_still_not_reposted_while_leased(
     services.poll(world.deps)
     assert len(world.scoring.posts) == 1
     world.clock.advance(seconds=31)
-    services.poll(world.deps)  # nothing found by name, no output: re-POST the same attempt
+    services.poll(world.deps)  # nothing found by name, no output: re-POST as a new attempt
     posts = world.scoring.posts
     assert len(posts) == 2
-    assert posts[0].output_uri == posts[1].output_uri
-    assert posts[0].repeatability_id == posts[1].repeatability_id
+    # a duplicate job (if the lost POST did create one) writes elsewhere and cannot fail ours
+    assert posts[0].output_uri != posts[1].output_uri
+    assert posts[0].repeatability_id != posts[1].repeatability_id
+    assert only_job(world).attempt == 2
 
 
 def test_throttling_after_retries_leaves_submitting_and_the_next_tick_resubmits() -> None:
@@ -454,3 +456,81 @@ def test_an_input_overwritten_before_completion_is_never_joined_with_the_new_row
     assert (job.state, job.error_code) == (JobState.FAILED, "BlobChanged")
     assert world.blobs.names("predictions") == []
     assert world.blobs.data("incoming", "batch/day1.csv") == b"carat,cut\n9.9,Fair\n"  # the new version stays
+
+
+def test_a_clear_refusal_is_resent_as_the_same_attempt() -> None:
+    world = make_world()
+    world.scoring.invoke_errors = [ScoringUnavailable("HTTP 429 after retries", ambiguous=False)]
+    drop(world)
+    services.poll(world.deps)
+    first, second = world.scoring.posts
+    assert (first.output_uri, first.repeatability_id) == (second.output_uri, second.repeatability_id)
+
+
+def test_a_late_post_outcome_never_overwrites_a_newer_intent() -> None:
+    world = make_world(SUBMIT_LEASE_SECONDS="30")
+    world.scoring.invoke_errors = [ScoringUnavailable("HTTP 429 after retries", ambiguous=False)]
+    etag = world.blobs.put("incoming", "x.csv", CSV)
+    job_id_holder: list[str] = []
+
+    def newer_intent_elsewhere(job: object) -> None:
+        (job_id,) = world.store.rows
+        job_id_holder.append(job_id)
+        stored = world.store.rows[job_id]
+        world.store.touch_elsewhere(job_id, posts=stored.posts + 1)
+
+    original_invoke = world.scoring.invoke
+
+    def slow_invoke(request: InvokeRequest) -> RemoteJob:  # the poller writes a new intent meanwhile
+        world.store.before_update = newer_intent_elsewhere
+        return original_invoke(request)
+
+    world.scoring.invoke = slow_invoke  # type: ignore[method-assign]
+    services.accept_blob(world.deps, container="incoming", name="x.csv", size=len(CSV), etag=etag, url="u")
+    job = world.store.rows[job_id_holder[0]]
+    assert job.posts == 2  # the other writer's intent survived; our late 429 outcome was dropped
+    assert job.state is JobState.SUBMITTING
+
+
+def test_a_cancel_that_fails_still_reports_the_job_timed_out() -> None:
+    world = make_world(RUNNING_LIMIT_MINUTES="10", AML_WORKSPACE_ID="/subscriptions/s/x/workspaces/w")
+    world.scoring.script = [RemoteStatus.RUNNING]
+    drop(world)
+    services.poll(world.deps)
+    world.clock.advance(minutes=11)
+
+    def refuse(name: str) -> bool:
+        raise ScoringAuthError("HTTP 403 on cancel")
+
+    world.scoring.cancel = refuse  # type: ignore[method-assign,assignment]
+    services.poll(world.deps)
+    run_completions(world)
+    assert only_job(world).state is JobState.TIMED_OUT
+    assert world.events.types()[-1] == EventType.JOB_FAILED.value
+
+
+def test_an_index_row_without_its_ledger_row_is_kept_while_it_may_be_in_creation() -> None:
+    world = make_world(SUBMIT_LEASE_SECONDS="60")
+    now = world.clock()
+    assert services.poll_job(world.deps, "a" * 40, now) == "being-created"
+    world.clock.advance(seconds=61)
+    world.store.active_rows["a" * 40] = "Received"
+    assert services.poll_job(world.deps, "a" * 40, now) == "orphan-removed"
+    assert world.store.active_rows == {}
+
+
+def test_an_archived_copy_of_another_version_is_never_joined() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1", "2", "3"])
+    drop(world)  # v1: completes, processed/batch/day1.csv holds v1
+    services.poll(world.deps)
+    run_completions(world)
+    drop(world, data=b"carat,cut\n1,A\n2,B\n3,C\n")  # v2
+    v2 = next(job for job in world.store.rows.values() if job.state is JobState.SUBMITTED)
+    services.poll(world.deps)  # v2 scored, completion queued
+    drop(world, data=b"carat,cut\n7,Z\n")  # v3 arrives before v2's completion runs
+    services.complete(world.deps, v2.job_id)
+    job = world.store.rows[v2.job_id]
+    assert (job.state, job.error_code) == (JobState.FAILED, "BlobChanged")
+    assert world.blobs.data("predictions", "batch/day1.csv.predictions.csv").startswith(b"carat,cut,prediction\n0.3")
