@@ -490,23 +490,22 @@ def _ensure_completion(deps: Deps, job: Job) -> str:
 
 def complete(deps: Deps, job_id: str) -> Job | None:
     """Completion message: deliver predictions (or file the failure), publish, leave the active index."""
-    for _ in range(_MAX_RACES):
-        job = deps.store.get(job_id)
-        if job is None:
-            log.warning("completion for unknown job %s ignored", job_id)
-            return None
-        if job.finalized:
-            log.info("job %s: already finalized; duplicate completion ignored", job_id)
-            deps.store.unmark_active(job_id)
-            return job
-        if job.state not in REMOTE_DONE:
-            log.warning("job %s: completion requested in state %s; ignored", job_id, job.state.value)
-            return job
-        try:
-            return finalize(deps, job)
-        except StaleJob:
-            continue
-    raise StaleJob(f"job {job_id}: lost {_MAX_RACES} races while completing")
+    job = deps.store.get(job_id)
+    if job is None:
+        log.warning("completion for unknown job %s ignored", job_id)
+        return None
+    return _on_fresh_row(deps, job, lambda current: _complete_once(deps, current))
+
+
+def _complete_once(deps: Deps, job: Job) -> Job:
+    if job.finalized:
+        log.info("job %s: already finalized; duplicate completion ignored", job.job_id)
+        deps.store.unmark_active(job.job_id)
+        return job
+    if job.state not in REMOTE_DONE:
+        log.warning("job %s: completion requested in state %s; ignored", job.job_id, job.state.value)
+        return job
+    return finalize(deps, job)
 
 
 def finalize(deps: Deps, job: Job) -> Job:
