@@ -176,9 +176,8 @@ def timed_out(job: Job, now: datetime, reason: str) -> Job:
 
 
 def end_job(job: Job, state: JobState, code: str, message: str, now: datetime) -> Job:
-    """A job that ends without predictions: its error, and its one final event queued in the outbox."""
-    event = final_event_type(state).value
-    pending = tuple(name for name in job.events_pending if name != EventType.JOB_COMPLETED.value)
+    """A job that ends without predictions, with its error. Its final event is queued by finalize,
+    once the input is filed, so no path can announce the end before it is done."""
     return replace(
         job,
         state=state,
@@ -187,7 +186,6 @@ def end_job(job: Job, state: JobState, code: str, message: str, now: datetime) -
         finished_at=now,
         updated_at=now,
         submit_lease_until=None,
-        events_pending=pending if event in pending else (*pending, event),
     )
 
 

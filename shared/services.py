@@ -160,8 +160,6 @@ def _advance_once(deps: Deps, job: Job) -> Job:
         return job
     if job.state in REMOTE_DONE and not job.finalized and job.state != JobState.SCORED:
         return finalize(deps, job)
-    if job.state in REMOTE_DONE:
-        return job  # SCORED: the completion publishes, after the predictions are in place
     return flush_events(deps, job)
 
 
@@ -389,8 +387,7 @@ def poll_job(deps: Deps, job_id: str, indexed_at: datetime | None = None) -> str
     if job.finalized:
         deps.store.unmark_active(job_id)
         return "index-healed"
-    if job.state not in REMOTE_DONE:
-        job = flush_events(deps, job)  # a final event goes out only from finalize, after the moves
+    job = flush_events(deps, job)
     if job.state in REMOTE_ACTIVE:
         return _check_remote(deps, job)
     if job.state in REMOTE_DONE:
@@ -608,21 +605,25 @@ def _input_location(deps: Deps, job: Job) -> tuple[str, str, str | None]:
 
 
 def _file_input(deps: Deps, job: Job) -> Job:
-    """Move the input of a job that ended without predictions; rejected inputs get their reason beside them."""
+    """Move the input of a job that ended without predictions (rejected inputs get their reason beside
+    them), then queue the job's final event in the same write."""
     if job.archive_container:
-        return job
+        return job  # filed by an earlier run, together with its event
     settings = deps.settings
     if job.state == JobState.REJECTED:
         target = settings.rejected_container
         deps.blobs.write(target, core.reason_name(job.name), _reason_json(job), "application/json")
     else:
         target = settings.failed_container
-    if job.error_code in {BlobChanged.code, BlobMissing.code}:
-        return job  # the input at that name is not ours to move
-    _move(deps, job, target)
+    ours = job.error_code not in {BlobChanged.code, BlobMissing.code}  # else the input at that name is not ours
+    if ours:
+        _move(deps, job, target)
     final = core.final_event_type(job.state)
     filed = replace(
-        job, archive_container=target, updated_at=deps.clock(), events_pending=_with_event(job.events_pending, final)
+        job,
+        archive_container=target if ours else "",
+        updated_at=deps.clock(),
+        events_pending=_with_event(job.events_pending, final),
     )
     return deps.store.update(filed)
 

@@ -534,3 +534,17 @@ def test_an_archived_copy_of_another_version_is_never_joined() -> None:
     job = world.store.rows[v2.job_id]
     assert (job.state, job.error_code) == (JobState.FAILED, "BlobChanged")
     assert world.blobs.data("predictions", "batch/day1.csv.predictions.csv").startswith(b"carat,cut,prediction\n0.3")
+
+
+def test_a_crash_before_the_input_is_filed_never_announces_the_failure_early() -> None:
+    world = make_world()
+    world.scoring.invoke_errors = [ScoringAuthError("HTTP 403. Grant AzureML Data Scientist")]
+    world.store.crash_on_update = lambda job: job.state is JobState.FAILED and bool(job.archive_container)
+    with pytest.raises(SimulatedCrash):
+        drop(world)
+    world.store.crash_on_update = None
+    services.poll(world.deps)  # a tick after the crash: the failure is not announced before the move
+    assert world.events.types() == []
+    run_completions(world)
+    assert world.events.types() == [EventType.JOB_FAILED.value]
+    assert world.events.published[0].data["input"]["movedTo"] == "failed"
