@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.core import blob_subject, event_id
-from shared.models import EventType, Job
+from shared.models import EventType, Job, JobState
 
 DATA_VERSION = "1.0"
 _SAS_MARKERS = ("sig=", "se=", "sv=")
@@ -43,7 +43,8 @@ def build_event(job: Job, event_type: EventType, source: str, now: datetime) -> 
 def event_data(job: Job, event_type: EventType) -> dict[str, Any]:
     data: dict[str, Any] = {
         "jobId": job.job_id,
-        "state": job.state.value,
+        # An event describes the moment it announces, even when the outbox sends it later.
+        "state": JobState.SUBMITTED.value if event_type == EventType.JOB_SUBMITTED else job.state.value,
         "attempt": job.attempt,
         "input": {
             "url": strip_query(job.input_url),

@@ -548,3 +548,16 @@ def test_a_crash_before_the_input_is_filed_never_announces_the_failure_early() -
     run_completions(world)
     assert world.events.types() == [EventType.JOB_FAILED.value]
     assert world.events.published[0].data["input"]["movedTo"] == "failed"
+
+
+def test_a_job_submitted_event_published_late_still_says_submitted() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.RUNNING]
+    world.events.fail_next = 2  # the topic is down at submission and at the next tick
+    drop(world)
+    services.poll(world.deps)  # publishing fails again; the job moves to Running
+    services.poll(world.deps)  # the event finally goes out while the job is Running
+    (event,) = world.events.published
+    assert event.type == EventType.JOB_SUBMITTED.value
+    assert event.data["state"] == "Submitted"
+    assert_events_valid(world)
