@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make demo   - run a CSV end to end on the local stack (Azurite + emulators + dev host)"
-	@echo "make test   - lint, type-check and run every test (unit, functions, integration, e2e)"
+	@echo "make test   - lint, type-check, check import layers and run every test (unit, functions, integration, e2e)"
 	@echo "make up / down / status - the local stack"
 	@echo "make bench  - benchmarks (ratios against a baseline measured in the same run)"
 
@@ -29,6 +29,8 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_import_rules.py
 
 format: $(STAMP)
 	$(PY) -m ruff format .

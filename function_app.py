@@ -1,6 +1,6 @@
 """dropscore's Azure Functions (Python v2 programming model).
 
-Triggers only: each parses its binding, calls ONE use case in shared.services, and logs.
+Triggers only: each parses its binding, calls ONE use case in shared.usecases, and logs.
 Settings are read on first use, never at import, so indexing works with no settings at all.
 """
 
@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-from collections.abc import Mapping
 
 import azure.functions as func
 
-from shared import core, runtime, services
+from shared import httpapi, runtime
+from shared.core.naming import is_job_key, parse_completion_message
 from shared.errors import ConfigError
-from shared.models import JobState
+from shared.usecases import complete, intake, poll, queries
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("dropscore")
@@ -35,8 +34,6 @@ def _blob_source() -> func.BlobSource:
 
 
 BLOB_SOURCE = _blob_source()
-MAX_LIST_LIMIT = 1000
-JOB_ID = re.compile(r"[0-9a-f]{40}")
 
 
 @app.function_name("on_input_blob")
@@ -56,7 +53,7 @@ def on_input_blob(blob: func.InputStream) -> None:
         if blob.length is not None
         else int(properties.get("length") or properties.get("contentlength") or 0)
     )
-    services.accept_blob(
+    intake.accept_blob(
         runtime.deps(), container=container, name=name, size=size, etag=str(etag) if etag else None, url=blob.uri or ""
     )
 
@@ -67,7 +64,7 @@ def poll_jobs(timer: func.TimerRequest) -> None:
     """Every %POLL_SCHEDULE%: look at the unfinished jobs only."""
     if timer.past_due:
         log.info("poll_jobs is running late (past due)")
-    services.poll(runtime.deps())
+    poll.poll(runtime.deps())
 
 
 @app.function_name("complete_job")
@@ -75,11 +72,11 @@ def poll_jobs(timer: func.TimerRequest) -> None:
 def complete_job(message: func.QueueMessage) -> None:
     """Deliver predictions (or file the failure), publish the event, leave the active index."""
     try:
-        job_id = core.parse_completion_message(message.get_body().decode("utf-8"))
+        job_id = parse_completion_message(message.get_body().decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         log.error("complete_job: dropped malformed message %s: %s", message.id, exc)
         return
-    services.complete(runtime.deps(), job_id)
+    complete.complete(runtime.deps(), job_id)
 
 
 @app.function_name("get_job")
@@ -87,15 +84,12 @@ def complete_job(message: func.QueueMessage) -> None:
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/jobs/{id}: one job as JSON."""
     job_id = req.route_params.get("id", "")
-    if not JOB_ID.fullmatch(job_id):
-        return _json({"error": {"code": "NotFound", "message": "no such job"}}, 404)
+    if not is_job_key(job_id):
+        return _respond(httpapi.NOT_FOUND)
     try:
-        view = services.get_job(runtime.deps(), job_id)
+        return _respond(httpapi.job_reply(queries.get_job(runtime.deps(), job_id)))
     except ConfigError as exc:
         return _config_error(exc)
-    if view is None:
-        return _json({"error": {"code": "NotFound", "message": "no such job"}}, 404)
-    return _json(view, 200)
 
 
 @app.function_name("list_jobs")
@@ -103,36 +97,19 @@ def get_job(req: func.HttpRequest) -> func.HttpResponse:
 def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/jobs?state=<state>&limit=<1..1000>: jobs as JSON."""
     try:
-        state, limit = _list_query(req.params)
+        query = httpapi.parse_list_query(req.params)
     except ValueError as exc:
-        return _json({"error": {"code": "BadRequest", "message": str(exc)}}, 400)
+        return _respond(httpapi.bad_request(str(exc)))
     try:
-        jobs = services.list_jobs(runtime.deps(), state, limit)
+        return _respond(httpapi.jobs_reply(queries.list_jobs(runtime.deps(), state=query.state, limit=query.limit)))
     except ConfigError as exc:
         return _config_error(exc)
-    return _json({"jobs": jobs, "count": len(jobs)}, 200)
-
-
-def _list_query(values: Mapping[str, str]) -> tuple[JobState | None, int]:
-    state_text = values.get("state")
-    state = None
-    if state_text:
-        matches = [s for s in JobState if s.value.lower() == state_text.lower()]
-        if not matches:
-            raise ValueError(f"state must be one of {', '.join(s.value for s in JobState)}")
-        state = matches[0]
-    limit_text = values.get("limit") or "100"
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
-        raise ValueError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
-    return state, int(limit_text)
 
 
 def _config_error(exc: ConfigError) -> func.HttpResponse:
-    """The details go to the log (operators), not to HTTP callers."""
     log.error("%s", exc.message)
-    message = "the app's settings are invalid; the function log lists every problem"
-    return _json({"error": {"code": exc.code, "message": message}}, 500)
+    return _respond(httpapi.config_error(exc))
 
 
-def _json(body: object, status: int) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+def _respond(reply: httpapi.Reply) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(reply.body), status_code=reply.status, mimetype="application/json")

@@ -92,6 +92,18 @@ class BlobChanged(PermanentError):
     code = "BlobChanged"
 
 
+class StorageAuthError(PermanentError):
+    """401/403 from Blob, Table or Queue storage: the identity lacks a data role."""
+
+    code = "StorageAuthorization"
+
+
+class StorageRequestError(PermanentError):
+    """Storage rejected a request (a 4xx other than the outcomes each adapter expects)."""
+
+    code = "StorageRequestRejected"
+
+
 class StaleJob(TransientError):
     """An ETag-conditional ledger write lost a race (HTTP 412): reload and decide again."""
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.core import blob_subject, event_id
+from shared.core.naming import blob_subject, event_id
 from shared.models import EventType, Job, JobState
 
 DATA_VERSION = "1.0"

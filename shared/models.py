@@ -39,6 +39,19 @@ TERMINAL = frozenset({JobState.COMPLETED, JobState.REJECTED, JobState.FAILED, Jo
 REMOTE_ACTIVE = frozenset({JobState.SUBMITTED, JobState.RUNNING})
 
 
+class Stage(StrEnum):
+    """What is left to do for a job, one explicit step at a time: Working → Ended → Filed → Done.
+
+    The state says what happened (Scored, Failed, ...); the stage says how far the work that follows
+    has got, so no reader has to infer it from which fields happen to be set.
+    """
+
+    WORKING = "Working"  # no outcome yet: Received, Submitting, Submitted, Running
+    ENDED = "Ended"  # outcome known; predictions not joined and input not moved yet
+    FILED = "Filed"  # predictions written and input moved (or filed as failed/rejected); final event queued
+    DONE = "Done"  # final event published: nothing is left, the job leaves the active index
+
+
 class RemoteStatus(StrEnum):
     """Every status an Azure ML job reports (the REST enum)."""
 
@@ -159,9 +172,14 @@ class Job:
     error_message: str = ""
     events_pending: tuple[str, ...] = ()
     events_published: tuple[str, ...] = ()
-    finalized: bool = False
+    stage: Stage = Stage.WORKING
     #: The ledger row's ETag when it was read; None for a row not yet stored.
     version: str | None = field(default=None, compare=False)
+
+    @property
+    def finalized(self) -> bool:
+        """Nothing is left to do: the job is out of the active index for good."""
+        return self.stage is Stage.DONE
 
     @property
     def blob(self) -> BlobRef:

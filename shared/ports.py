@@ -1,6 +1,8 @@
 """The outside world as the use cases see it: one Protocol per service.
 
 Adapters in shared/adapters implement these against Azure; tests/fakes.py implements them in memory.
+Every failure crossing this boundary is one of shared.errors' types, never an SDK exception.
+Options are keyword-only, so a call says what each one is.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ class ScoringEndpoint(Protocol):
 
 @dataclass(frozen=True)
 class ActiveEntry:
+    """One row of the active index: a job that is not done yet, and when the row was written."""
+
     job_id: str
-    state: str
     updated_at: datetime
 
 
@@ -57,7 +60,8 @@ class JobStore(Protocol):
     def active(self) -> Iterator[ActiveEntry]:
         """Every unfinished job: a poll tick costs O(active), never O(history)."""
 
-    def query(self, state: JobState | None, limit: int) -> list[Job]: ...
+    def query(self, *, state: JobState | None, limit: int) -> list[Job]:
+        """Up to `limit` jobs, only those in `state` when given."""
 
 
 class BlobStore(Protocol):
@@ -68,19 +72,14 @@ class BlobStore(Protocol):
 
     def properties(self, container: str, name: str) -> BlobInfo | None: ...
 
-    def read_range(self, container: str, name: str, offset: int, length: int, etag: str | None) -> bytes:
+    def read_range(self, container: str, name: str, *, offset: int, length: int, etag: str | None) -> bytes:
         """Bytes [offset, offset+length) of the version `etag`; raises BlobChanged or BlobMissing."""
 
-    def chunks(self, container: str, name: str, etag: str | None = None) -> Iterator[bytes]: ...
+    def chunks(self, container: str, name: str, *, etag: str | None = None) -> Iterator[bytes]:
+        """The blob's bytes in chunks (of the version `etag` when given); raises BlobChanged or BlobMissing."""
 
-    def write(
-        self,
-        container: str,
-        name: str,
-        data: Iterable[bytes] | bytes,
-        content_type: str,
-        overwrite: bool = True,
-    ) -> None: ...
+    def write(self, container: str, name: str, data: Iterable[bytes] | bytes, *, content_type: str) -> None:
+        """Create or replace the blob with `data`."""
 
     def copy(
         self,
@@ -94,7 +93,7 @@ class BlobStore(Protocol):
     ) -> None:
         """Server-side copy of the version `source_etag` (waits for it to finish); raises BlobChanged/BlobMissing."""
 
-    def delete(self, container: str, name: str, etag: str | None = None) -> bool:
+    def delete(self, container: str, name: str, *, etag: str | None = None) -> bool:
         """Delete (only the version `etag` when given); False when there was nothing to delete."""
 
 

@@ -1,6 +1,6 @@
 """In-memory stand-ins for the ports, checked by their end state (never mocks of SDK classes).
 
-Each fake keeps the behaviour the services rely on: the job store's insert-only creation and
+Each fake keeps the behaviour the use cases rely on: the job store's insert-only creation and
 ETag-conditional updates (412), blob ETags that change on every write, a scoring endpoint
 that records every POST and answers from a script.
 """
@@ -25,7 +25,7 @@ from shared.errors import (
 from shared.events import OutEvent
 from shared.models import BlobInfo, InvokeRequest, Job, JobState, RemoteJob, RemoteStatus
 from shared.ports import ActiveEntry
-from shared.services import Deps
+from shared.usecases.deps import Deps
 
 _versions = itertools.count(1)
 
@@ -46,7 +46,7 @@ class FakeJobStore:
 
     def __init__(self) -> None:
         self.rows: dict[str, Job] = {}
-        self.active_rows: dict[str, str] = {}
+        self.active_rows: set[str] = set()
         self.writes = 0
         self.crash_on_update: Callable[[Job], bool] | None = None
         self.before_update: Callable[[Job], None] | None = None
@@ -77,16 +77,16 @@ class FakeJobStore:
         return self._stamp(job)
 
     def mark_active(self, job: Job) -> None:
-        self.active_rows[job.job_id] = job.state.value
+        self.active_rows.add(job.job_id)
 
     def unmark_active(self, job_id: str) -> None:
-        self.active_rows.pop(job_id, None)
+        self.active_rows.discard(job_id)
 
     def active(self) -> Iterator[ActiveEntry]:
-        for job_id, state in list(self.active_rows.items()):
-            yield ActiveEntry(job_id, state, datetime.now(UTC))
+        for job_id in sorted(self.active_rows):
+            yield ActiveEntry(job_id, datetime.now(UTC))
 
-    def query(self, state: JobState | None, limit: int) -> list[Job]:
+    def query(self, *, state: JobState | None, limit: int) -> list[Job]:
         jobs = [job for job in self.rows.values() if state is None or job.state == state]
         return jobs[:limit]
 
@@ -147,22 +147,18 @@ class FakeBlobStore:
             raise BlobChanged(f"{container}/{name}")
         return found[0]
 
-    def read_range(self, container: str, name: str, offset: int, length: int, etag: str | None) -> bytes:
+    def read_range(self, container: str, name: str, *, offset: int, length: int, etag: str | None) -> bytes:
         self.ranged_reads.append((container, name, offset, length))
         return self._get(container, name, etag)[offset : offset + length]
 
-    def chunks(self, container: str, name: str, etag: str | None = None) -> Iterator[bytes]:
+    def chunks(self, container: str, name: str, *, etag: str | None = None) -> Iterator[bytes]:
         data = self._get(container, name, etag)
         self.full_reads.append((container, name))
         for start in range(0, len(data), 7):  # small odd chunks: joins must not depend on line alignment
             yield data[start : start + 7]
 
-    def write(
-        self, container: str, name: str, data: Iterable[bytes] | bytes, content_type: str, overwrite: bool = True
-    ) -> None:
+    def write(self, container: str, name: str, data: Iterable[bytes] | bytes, *, content_type: str) -> None:
         body = data if isinstance(data, bytes) else b"".join(data)
-        if not overwrite and (container, name) in self.blobs:
-            raise FileExistsError(f"{container}/{name}")
         self.put(container, name, body, content_type)
 
     def copy(
@@ -179,7 +175,7 @@ class FakeBlobStore:
         content_type = self.blobs[(source_container, name)][2]
         self.put(target_container, target_name, data, content_type, metadata)
 
-    def delete(self, container: str, name: str, etag: str | None = None) -> bool:
+    def delete(self, container: str, name: str, *, etag: str | None = None) -> bool:
         found = self.blobs.get((container, name))
         if found is None or (etag is not None and found[1] != etag.strip('"')):
             return False

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from shared.core import job_key  # noqa: E402
+from shared.core.naming import job_key  # noqa: E402
 from shared.events import build_event, cloudevent_json  # noqa: E402
 from shared.models import EventType, Job, JobState  # noqa: E402
 

@@ -4,6 +4,7 @@ Raw REST, not azure-ai-ml: it avoids the SDK's class-level header mutation and i
 import, and gives us the exact request on the wire. One retry layer: urllib3 Retry on the
 session (429/5xx, honouring Retry-After); connect failures are retried, read timeouts are not,
 because a POST whose response was lost may have created a job.
+This module is the only one that imports requests and urllib3.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ import requests
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from shared.adapters.identity import credential
+from shared.config import Settings
 from shared.errors import (
     JobNameTaken,
     RemoteJobNotFound,
@@ -105,6 +109,25 @@ def retrying_session(max_retries: int, backoff_factor: float = 0.5) -> requests.
 
 class AzureMLBatchEndpoint:
     """ScoringEndpoint over the batch endpoint's scoring URI (`https://<ep>.<region>.inference.ml.azure.com/jobs`)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AzureMLBatchEndpoint:
+        """Entra tokens from the managed identity; the local stack's fixed token (loopback only) when set."""
+        if settings.aml_local_token:
+            token = management = static_token(settings.aml_local_token)
+        else:
+            identity = credential()
+            token = CachedToken(identity, settings.aml_token_scope)
+            management = CachedToken(identity, settings.aml_management_endpoint + "/.default")
+        return cls(
+            settings.batch_endpoint_uri,
+            token,
+            session=retrying_session(settings.aml_max_retries),
+            timeout=settings.aml_http_timeout,
+            workspace_id=settings.aml_workspace_id,
+            management_endpoint=settings.aml_management_endpoint,
+            management_token=management,
+        )
 
     def __init__(
         self,
@@ -278,6 +301,9 @@ def _safe(url: str) -> str:
 
 
 def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
-    """A refused or unresolvable connection never carried the request."""
-    text = str(exc).lower()
-    return any(marker in text for marker in ("connection refused", "name or service not known", "failed to resolve"))
+    """A refused or unresolvable connection never carried the request (urllib3's NewConnectionError,
+    which NameResolutionError extends); a dropped one (ProtocolError and the like) may have."""
+    cause = exc.args[0] if exc.args else None
+    if isinstance(cause, MaxRetryError):
+        cause = cause.reason
+    return isinstance(cause, NewConnectionError)

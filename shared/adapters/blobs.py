@@ -1,4 +1,7 @@
-"""Blob storage (azure-storage-blob): ranged reads pinned to one version, streamed writes, server-side copy."""
+"""Blob storage (azure-storage-blob): ranged reads pinned to one version, streamed writes, server-side copy.
+
+This module is the only one that imports azure-storage-blob.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +12,12 @@ from collections.abc import Iterable, Iterator
 from typing import TypedDict
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
-from shared.adapters.storage_errors import transient_on_outage
+from shared.adapters.identity import storage_client
+from shared.adapters.storage_errors import storage_errors_translated, translated
+from shared.config import Settings
 from shared.errors import BlobChanged, BlobMissing, TransientError
 from shared.models import BlobInfo
 
@@ -26,6 +25,16 @@ _COPY_WAIT_SECONDS = 600
 
 
 class AzureBlobStore:
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AzureBlobStore:
+        service = storage_client(
+            settings.storage,
+            settings.storage.blob_url,
+            from_connection_string=BlobServiceClient.from_connection_string,
+            from_url=lambda url, credential: BlobServiceClient(url, credential=credential),
+        )
+        return cls(service)
+
     def __init__(self, service: BlobServiceClient) -> None:
         self._service = service
         self._containers: set[str] = set()
@@ -39,7 +48,7 @@ class AzureBlobStore:
         """The blob's URL without a query string: a SAS credential never leaks into the ledger or events."""
         return str(self._service.get_blob_client(container, name).url).split("?", 1)[0]
 
-    @transient_on_outage
+    @storage_errors_translated
     def properties(self, container: str, name: str) -> BlobInfo | None:
         try:
             props = self._service.get_blob_client(container, name).get_blob_properties()
@@ -52,8 +61,8 @@ class AzureBlobStore:
             metadata=dict(props.metadata or {}),
         )
 
-    @transient_on_outage
-    def read_range(self, container: str, name: str, offset: int, length: int, etag: str | None) -> bytes:
+    @storage_errors_translated
+    def read_range(self, container: str, name: str, *, offset: int, length: int, etag: str | None) -> bytes:
         blob = self._service.get_blob_client(container, name)
         try:
             stream = blob.download_blob(offset=offset, length=length, **_pinned(etag))
@@ -63,7 +72,7 @@ class AzureBlobStore:
         except ResourceModifiedError:
             raise BlobChanged(f"{container}/{name} was overwritten after the trigger fired") from None
 
-    def chunks(self, container: str, name: str, etag: str | None = None) -> Iterator[bytes]:
+    def chunks(self, container: str, name: str, *, etag: str | None = None) -> Iterator[bytes]:
         """Stream a blob in the SDK's chunks; errors are translated here because a generator body runs
         only when iterated, outside any decorator."""
         blob = self._service.get_blob_client(container, name)
@@ -73,23 +82,16 @@ class AzureBlobStore:
             raise BlobMissing(f"{container}/{name} does not exist") from None
         except ResourceModifiedError:
             raise BlobChanged(f"{container}/{name} changed while it was read") from None
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise TransientError(f"storage unreachable while reading {container}/{name}") from exc
+        except AzureError as exc:
+            raise translated(exc) from exc
 
-    @transient_on_outage
-    def write(
-        self,
-        container: str,
-        name: str,
-        data: Iterable[bytes] | bytes,
-        content_type: str,
-        overwrite: bool = True,
-    ) -> None:
+    @storage_errors_translated
+    def write(self, container: str, name: str, data: Iterable[bytes] | bytes, *, content_type: str) -> None:
         self._ensure_container(container)
         blob = self._service.get_blob_client(container, name)
-        blob.upload_blob(data, overwrite=overwrite, content_settings=ContentSettings(content_type=content_type))
+        blob.upload_blob(data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
 
-    @transient_on_outage
+    @storage_errors_translated
     def copy(
         self,
         source_container: str,
@@ -131,8 +133,8 @@ class AzureBlobStore:
                 raise TransientError(f"copy to {target_container}/{target_name} still pending")
             time.sleep(0.5)
 
-    @transient_on_outage
-    def delete(self, container: str, name: str, etag: str | None = None) -> bool:
+    @storage_errors_translated
+    def delete(self, container: str, name: str, *, etag: str | None = None) -> bool:
         try:
             blob = self._service.get_blob_client(container, name)
             blob.delete_blob(**_pinned(etag))

@@ -1,14 +1,20 @@
-"""Publishing our events to an Event Grid custom topic (azure-eventgrid)."""
+"""Publishing our events to an Event Grid custom topic (azure-eventgrid).
+
+This module is the only one that imports azure-eventgrid.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from azure.core.credentials import AzureKeyCredential, TokenCredential
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 
+from shared.adapters.identity import credential
+from shared.config import Settings
 from shared.errors import TransientError
 from shared.events import DATA_VERSION, OutEvent
 
@@ -16,7 +22,14 @@ from shared.events import DATA_VERSION, OutEvent
 class EventGridPublisher:
     """CloudEvents 1.0 by default; Event Grid schema when the topic was created with it."""
 
-    def __init__(self, client: EventGridPublisherClient, schema: str = "cloudevents") -> None:
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventGridPublisher:
+        """The topic key locally (config allows it only on loopback); the managed identity in Azure."""
+        key: AzureKeyCredential | TokenCredential
+        key = AzureKeyCredential(settings.eventgrid_topic_key) if settings.eventgrid_topic_key else credential()
+        return cls(EventGridPublisherClient(settings.eventgrid_topic_endpoint, key), schema=settings.event_schema)
+
+    def __init__(self, client: EventGridPublisherClient, *, schema: str = "cloudevents") -> None:
         self._client = client
         self._schema = schema
 

@@ -1,4 +1,8 @@
-"""Translate azure-core transport/service failures into the app's error tree."""
+"""Translate azure-core's storage failures (Blob, Table, Queue) into the app's error tree.
+
+Each adapter catches the specific outcomes it expects (not found, exists, precondition failed)
+itself; whatever else escapes an adapter method passes through here and leaves as a typed error.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,54 @@ from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
-from shared.errors import TransientError
+from shared.errors import StorageAuthError, StorageRequestError, TransientError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+_RETRYABLE_STATUSES = frozenset({408, 429})
+STORAGE_ROLE_HINT = (
+    "give the Function App's identity 'Storage Blob Data Owner', 'Storage Queue Data Contributor' and "
+    "'Storage Table Data Contributor' on the storage account"
+)
 
-def transient_on_outage(func: Callable[P, R]) -> Callable[P, R]:
-    """Outages and throttling become TransientError (azure-core has already retried them)."""
+
+def translated(exc: AzureError) -> TransientError | StorageAuthError | StorageRequestError:
+    """The app's error for a storage failure azure-core has already retried."""
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return TransientError(f"storage unreachable: {type(exc).__name__}")
+    if isinstance(exc, ClientAuthenticationError) or (
+        isinstance(exc, HttpResponseError) and exc.status_code in {401, 403}
+    ):
+        return StorageAuthError(f"storage refused the request (HTTP {_status(exc)}): {STORAGE_ROLE_HINT}")
+    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+        if exc.status_code >= 500 or exc.status_code in _RETRYABLE_STATUSES:
+            return TransientError(f"storage answered HTTP {exc.status_code}")
+        code = getattr(exc, "error_code", None) or exc.reason or "no error code"
+        return StorageRequestError(f"storage rejected the request (HTTP {exc.status_code}: {code})")
+    return TransientError(f"storage failed: {type(exc).__name__}")
+
+
+def _status(exc: AzureError) -> str:
+    return str(getattr(exc, "status_code", None) or "401")
+
+
+def storage_errors_translated(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorate an adapter method so no azure-core exception escapes it."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise TransientError(f"storage unreachable: {type(exc).__name__}") from exc
-        except HttpResponseError as exc:
-            if exc.status_code is not None and (exc.status_code >= 500 or exc.status_code in {408, 429}):
-                raise TransientError(f"storage answered HTTP {exc.status_code}") from exc
-            raise
+        except AzureError as exc:
+            raise translated(exc) from exc
 
     return wrapper

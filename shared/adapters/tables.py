@@ -3,6 +3,7 @@
 `jobs`: one row per input blob version (PartitionKey = job key, RowKey = "job"), created
 insert-only and changed only by ETag-conditional REPLACE. `activejobs`: one row per
 unfinished job in a single partition, so a poll tick reads O(active), never O(history).
+This module is the only one that imports azure-data-tables.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import EdmType, EntityProperty, TableServiceClient, UpdateMode
 
-from shared.adapters.storage_errors import transient_on_outage
+from shared.adapters.identity import storage_client
+from shared.adapters.storage_errors import storage_errors_translated
+from shared.config import Settings
+from shared.core.completion import final_event_type
 from shared.errors import JobExists, StaleJob
-from shared.models import Job, JobState
+from shared.models import REMOTE_DONE, Job, JobState, Stage
 from shared.ports import ActiveEntry
 
 ROW = "job"
@@ -29,11 +38,23 @@ ACTIVE_PARTITION = "active"
 _TUPLE_FIELDS = {"events_pending", "events_published"}
 _INT64_FIELDS = {"size", "rows_in", "rows_out", "rows_missing"}
 _SKIP = {"job_id", "version"}
+_PRECONDITION_FAILED = 412
 
 
 class TableJobStore:
-    def __init__(self, service: TableServiceClient, jobs_table: str, active_table: str) -> None:
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TableJobStore:
+        service = storage_client(
+            settings.storage,
+            settings.storage.table_url,
+            from_connection_string=TableServiceClient.from_connection_string,
+            from_url=lambda url, credential: TableServiceClient(url, credential=credential),
+        )
+        return cls(service, jobs_table=settings.jobs_table, active_table=settings.active_table)
+
+    def __init__(self, service: TableServiceClient, *, jobs_table: str, active_table: str) -> None:
         self._service = service
+        self.jobs_table = jobs_table
         self._jobs = service.get_table_client(jobs_table)
         self._active = service.get_table_client(active_table)
         self._ready = False
@@ -48,7 +69,7 @@ class TableJobStore:
                     self._service.create_table(table.table_name)
             self._ready = True
 
-    @transient_on_outage
+    @storage_errors_translated
     def create(self, job: Job) -> Job:
         self._ensure_tables()
         try:
@@ -57,7 +78,7 @@ class TableJobStore:
             raise JobExists(f"job {job.job_id} already exists") from None
         return _with_version(job, metadata)
 
-    @transient_on_outage
+    @storage_errors_translated
     def get(self, job_id: str) -> Job | None:
         self._ensure_tables()
         try:
@@ -66,7 +87,7 @@ class TableJobStore:
             return None
         return from_entity(entity)
 
-    @transient_on_outage
+    @storage_errors_translated
     def update(self, job: Job) -> Job:
         if job.version is None:
             raise ValueError("update needs the version the job was read at")
@@ -79,40 +100,38 @@ class TableJobStore:
             )
         except (ResourceModifiedError, ResourceNotFoundError):
             raise StaleJob(f"job {job.job_id} changed since it was read") from None
-        except Exception as exc:
-            if getattr(exc, "status_code", None) == 412:
+        except HttpResponseError as exc:
+            # The SDK maps a 412 to ResourceModifiedError only for error codes it knows; others arrive plain.
+            if exc.status_code == _PRECONDITION_FAILED:
                 raise StaleJob(f"job {job.job_id} changed since it was read") from None
             raise
         return _with_version(job, metadata)
 
-    @transient_on_outage
+    @storage_errors_translated
     def mark_active(self, job: Job) -> None:
         self._ensure_tables()
-        entity = {"PartitionKey": ACTIVE_PARTITION, "RowKey": job.job_id, "state": job.state.value}
+        entity = {"PartitionKey": ACTIVE_PARTITION, "RowKey": job.job_id}
         self._active.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
-    @transient_on_outage
+    @storage_errors_translated
     def unmark_active(self, job_id: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
             self._active.delete_entity(ACTIVE_PARTITION, job_id)
 
-    @transient_on_outage
+    @storage_errors_translated
     def active(self) -> Iterator[ActiveEntry]:
         """Read the whole index before returning, so paging errors surface here as TransientError."""
         self._ensure_tables()
         query = self._active.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": ACTIVE_PARTITION}, select=["RowKey", "state"]
+            "PartitionKey eq @pk", parameters={"pk": ACTIVE_PARTITION}, select=["RowKey"]
         )
         entries = [
-            ActiveEntry(
-                entity["RowKey"], str(entity.get("state", "")), entity.metadata.get("timestamp") or datetime.now(UTC)
-            )
-            for entity in query
+            ActiveEntry(entity["RowKey"], entity.metadata.get("timestamp") or datetime.now(UTC)) for entity in query
         ]
         return iter(entries)
 
-    @transient_on_outage
-    def query(self, state: JobState | None, limit: int) -> list[Job]:
+    @storage_errors_translated
+    def query(self, *, state: JobState | None, limit: int) -> list[Job]:
         self._ensure_tables()
         if state is None:
             pager = self._jobs.query_entities("RowKey eq @rk", parameters={"rk": ROW}, results_per_page=limit)
@@ -143,7 +162,7 @@ def to_entity(job: Job) -> dict[str, Any]:
             entity[name] = json.dumps(list(value))
         elif field.name in _INT64_FIELDS:
             entity[name] = EntityProperty(int(value), EdmType.INT64)
-        elif isinstance(value, JobState):
+        elif isinstance(value, JobState | Stage):
             entity[name] = value.value
         else:
             entity[name] = value
@@ -165,11 +184,25 @@ def from_entity(entity: Any) -> Job:
             raw = tuple(json.loads(raw))
         elif field.name == "state":
             raw = JobState(raw)
+        elif field.name == "stage":
+            raw = Stage(raw)
         elif isinstance(raw, datetime) and raw.tzinfo is None:
             raw = raw.replace(tzinfo=UTC)
         values[field.name] = raw
     values["version"] = entity.metadata.get("etag")
+    if "stage" not in values:
+        values["stage"] = _stage_of_older_row(entity, values)
     return Job(**values)
+
+
+def _stage_of_older_row(entity: Any, values: dict[str, Any]) -> Stage:
+    """Rows written before the stage column existed said the same thing with flags."""
+    state: JobState = values["state"]
+    if entity.get("finalized"):
+        return Stage.DONE
+    if final_event_type(state).value in values.get("events_pending", ()):
+        return Stage.FILED  # the final event was queued in the write that filed the input
+    return Stage.ENDED if state in REMOTE_DONE else Stage.WORKING
 
 
 def _column(name: str) -> str:

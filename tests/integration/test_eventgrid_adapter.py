@@ -13,10 +13,10 @@ import pytest
 from azure.core.credentials import AzureKeyCredential
 from azure.eventgrid import EventGridPublisherClient
 
-from shared import services
 from shared.adapters.eventgrid import EventGridPublisher
 from shared.errors import ScoringAuthError
 from shared.models import EventType, RemoteStatus
+from shared.usecases import complete, intake, poll
 from tests.eventschemas import assert_valid
 from tests.fakes import World, make_world, write_predictions
 from tests.integration.eventgrid_support import TOPIC_KEY, Emulator, EmulatorRunner, wait_for
@@ -35,13 +35,13 @@ def runner(tmp_path: Path) -> Iterator[EmulatorRunner]:
 
 def with_publisher(world: World, emulator: Emulator, schema: str) -> World:
     client = EventGridPublisherClient(emulator.endpoint, AzureKeyCredential(TOPIC_KEY))
-    world.events = EventGridPublisher(client, schema)  # type: ignore[assignment]
+    world.events = EventGridPublisher(client, schema=schema)  # type: ignore[assignment]
     return world
 
 
 def drop(world: World, name: str, data: bytes = CSV) -> None:
     etag = world.blobs.put("incoming", name, data)
-    services.accept_blob(
+    intake.accept_blob(
         world.deps, container="incoming", name=name, size=len(data), etag=etag, url=world.blobs.url("incoming", name)
     )
 
@@ -53,9 +53,9 @@ def live_a_few_jobs(world: World) -> None:
     drop(world, "bad.csv", b"carat;cut\n0.3;Ideal\n")
     world.scoring.invoke_errors = [ScoringAuthError("HTTP 403. Grant AzureML Data Scientist")]
     drop(world, "denied.csv")
-    services.poll(world.deps)
+    poll.poll(world.deps)
     for job_id in world.queue.drain():
-        services.complete(world.deps, job_id)
+        complete.complete(world.deps, job_id)
 
 
 def test_every_published_cloudevent_lands_in_the_log_and_validates(runner: EmulatorRunner) -> None:
@@ -105,7 +105,7 @@ def test_a_wrong_key_keeps_events_pending_not_lost(runner: EmulatorRunner) -> No
     assert job.events_published == ()
     assert emulator.logged_events() == []
     with_publisher(world, emulator, "cloudevents")
-    services.poll(world.deps)
+    poll.poll(world.deps)
     (job,) = world.store.rows.values()
     assert job.events_published == (EventType.JOB_SUBMITTED.value,)
     assert [line["event"]["type"] for line in emulator.logged_events()] == [EventType.JOB_SUBMITTED.value]

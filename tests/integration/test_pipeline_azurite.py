@@ -14,14 +14,14 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from localdev.azurite import Azurite
-from shared import services
 from shared.adapters.blobs import AzureBlobStore
 from shared.adapters.queues import StorageCompletionQueue
 from shared.adapters.tables import TableJobStore
 from shared.config import Settings
-from shared.core import parse_completion_message
+from shared.core.naming import parse_completion_message
 from shared.models import EventType, InvokeRequest, JobState, RemoteStatus
-from shared.services import Deps
+from shared.usecases import complete, intake, poll
+from shared.usecases.deps import Deps
 from tests.fakes import FakeClock, FakeEventPublisher, FakeScoringEndpoint
 
 pytestmark = pytest.mark.integration
@@ -61,8 +61,8 @@ def env(azurite: Azurite) -> dict[str, object]:
         settings=settings,
         store=TableJobStore(
             TableServiceClient.from_connection_string(azurite.connection_string),
-            settings.jobs_table,
-            settings.active_table,
+            jobs_table=settings.jobs_table,
+            active_table=settings.active_table,
         ),
         blobs=AzureBlobStore(blob_service),
         scoring=scoring,
@@ -79,7 +79,7 @@ def upload(env: dict[str, object], name: str, data: bytes) -> None:
     blobs: BlobServiceClient = env["blobs"]  # type: ignore[assignment]
     client = blobs.get_blob_client(deps.settings.input_container, name)
     props = client.upload_blob(data, overwrite=True)
-    services.accept_blob(
+    intake.accept_blob(
         deps, container=deps.settings.input_container, name=name, size=len(data), etag=props["etag"], url=client.url
     )
 
@@ -111,12 +111,12 @@ def test_a_job_end_to_end_on_real_storage(env: dict[str, object]) -> None:
 
     (entry,) = deps.store.active()
     assert deps.store.get(entry.job_id).state is JobState.SUBMITTED  # type: ignore[union-attr]
-    services.poll(deps)
-    services.poll(deps)
+    poll.poll(deps)
+    poll.poll(deps)
     message = queue.receive_message()
     assert message is not None
     job_id = parse_completion_message(message.content)
-    services.complete(deps, job_id)
+    complete.complete(deps, job_id)
 
     job = deps.store.get(job_id)
     assert job is not None
@@ -144,7 +144,7 @@ def test_a_rejected_input_moves_with_its_reason(env: dict[str, object]) -> None:
     assert sorted(b.name for b in rejected.list_blobs()) == ["bad.csv", "bad.csv.reason.json"]
     reason = json.loads(rejected.get_blob_client("bad.csv.reason.json").download_blob().readall())
     assert reason["error"]["code"] == "WrongDelimiter"
-    (job,) = deps.store.query(JobState.REJECTED, 10)
+    (job,) = deps.store.query(state=JobState.REJECTED, limit=10)
     assert job.error_code == "WrongDelimiter"
     assert list(deps.store.active()) == []
 
@@ -158,7 +158,7 @@ def test_duplicate_delivery_and_reupload_on_real_storage(env: dict[str, object])
     client = blobs.get_blob_client(deps.settings.input_container, "x.csv")
     props = client.get_blob_properties()
     for _ in range(2):  # the same version delivered again
-        services.accept_blob(
+        intake.accept_blob(
             deps, container=deps.settings.input_container, name="x.csv", size=len(data), etag=props.etag, url=client.url
         )
     assert len(scoring.posts) == 1

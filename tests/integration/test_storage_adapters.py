@@ -16,9 +16,9 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from localdev.azurite import Azurite
 from shared.adapters.blobs import AzureBlobStore
 from shared.adapters.queues import StorageCompletionQueue
-from shared.adapters.tables import TableJobStore
-from shared.errors import BlobChanged, BlobMissing, JobExists, StaleJob
-from shared.models import Job, JobState
+from shared.adapters.tables import TableJobStore, to_entity
+from shared.errors import BlobChanged, BlobMissing, JobExists, StaleJob, StorageAuthError, StorageRequestError
+from shared.models import Job, JobState, Stage
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -31,7 +31,7 @@ def unique(prefix: str) -> str:
 @pytest.fixture
 def store(azurite: Azurite) -> TableJobStore:
     service = TableServiceClient.from_connection_string(azurite.connection_string)
-    return TableJobStore(service, unique("jobs"), unique("active"))
+    return TableJobStore(service, jobs_table=unique("jobs"), active_table=unique("active"))
 
 
 @pytest.fixture
@@ -91,27 +91,27 @@ def test_query_by_state(store: TableJobStore) -> None:
     first = store.create(a_job("1" * 40))
     store.create(a_job("2" * 40))
     store.update(replace(first, state=JobState.REJECTED))
-    assert [job.job_id for job in store.query(JobState.REJECTED, 10)] == ["1" * 40]
-    assert len(store.query(None, 10)) == 2
-    assert len(store.query(None, 1)) == 1
+    assert [job.job_id for job in store.query(state=JobState.REJECTED, limit=10)] == ["1" * 40]
+    assert len(store.query(state=None, limit=10)) == 2
+    assert len(store.query(state=None, limit=1)) == 1
 
 
 def test_ranged_read_is_pinned_to_the_version(blobs: AzureBlobStore) -> None:
     container = unique("in")
-    blobs.write(container, "x.csv", b"a,b\n1,2\n", "text/csv")
+    blobs.write(container, "x.csv", b"a,b\n1,2\n", content_type="text/csv")
     info = blobs.properties(container, "x.csv")
     assert info is not None
-    assert blobs.read_range(container, "x.csv", 0, 4, info.etag) == b"a,b\n"
-    blobs.write(container, "x.csv", b"a,b\n3,4\n", "text/csv")
+    assert blobs.read_range(container, "x.csv", offset=0, length=4, etag=info.etag) == b"a,b\n"
+    blobs.write(container, "x.csv", b"a,b\n3,4\n", content_type="text/csv")
     with pytest.raises(BlobChanged):
-        blobs.read_range(container, "x.csv", 0, 4, info.etag)
+        blobs.read_range(container, "x.csv", offset=0, length=4, etag=info.etag)
     with pytest.raises(BlobMissing):
-        blobs.read_range(container, "nope.csv", 0, 4, None)
+        blobs.read_range(container, "nope.csv", offset=0, length=4, etag=None)
 
 
 def test_move_is_a_server_side_copy_then_a_pinned_delete(blobs: AzureBlobStore) -> None:
     source, target = unique("in"), unique("done")
-    blobs.write(source, "d/x.csv", iter([b"a\n", b"1\n"]), "text/csv")
+    blobs.write(source, "d/x.csv", iter([b"a\n", b"1\n"]), content_type="text/csv")
     info = blobs.properties(source, "d/x.csv")
     assert info is not None
     with pytest.raises(BlobChanged):
@@ -139,3 +139,35 @@ def test_completion_messages_are_base64_json(azurite: Azurite) -> None:
     raw = QueueClient.from_connection_string(azurite.connection_string, name).receive_message()
     assert raw is not None
     assert json.loads(base64.b64decode(raw.content)) == {"jobId": "abc"}
+
+
+@pytest.mark.parametrize(
+    ("columns", "stage"),
+    [
+        ({"state": "Submitted"}, Stage.WORKING),
+        ({"state": "Failed"}, Stage.ENDED),
+        ({"state": "Failed", "eventsPending": '["DropScore.JobFailed"]'}, Stage.FILED),
+        ({"state": "Completed", "eventsPending": '["DropScore.JobCompleted"]', "finalized": True}, Stage.DONE),
+    ],
+)
+def test_rows_written_before_the_stage_column_read_with_their_stage(
+    azurite: Azurite, columns: dict[str, object], stage: Stage
+) -> None:
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    store = TableJobStore(service, jobs_table=unique("jobs"), active_table=unique("active"))
+    store.get("0" * 40)  # creates the tables
+    legacy = {k: v for k, v in to_entity(a_job("1" * 40)).items() if k not in {"stage", "eventsPending"}}
+    service.get_table_client(store.jobs_table).create_entity({**legacy, **columns})
+    loaded = store.get("1" * 40)
+    assert loaded is not None
+    assert loaded.stage is stage
+
+
+def test_storage_refusals_leave_the_adapter_as_typed_errors(azurite: Azurite) -> None:
+    wrong_key = azurite.connection_string.replace("AccountKey=", "AccountKey=AAAA")
+    denied = AzureBlobStore(BlobServiceClient.from_connection_string(wrong_key))
+    with pytest.raises(StorageAuthError, match="HTTP 403"):
+        denied.write(unique("c"), "x.csv", b"a\n", content_type="text/csv")
+    blobs = AzureBlobStore(BlobServiceClient.from_connection_string(azurite.connection_string))
+    with pytest.raises(StorageRequestError, match="HTTP 400"):
+        blobs.write("Not_A_Container", "x.csv", b"a\n", content_type="text/csv")

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared import core
-from shared.core import Action, StuckPolicy, decide
+from shared.core import naming as core
+from shared.core.decision import Action
+from shared.core.polling import STATUS_PHASE, StuckPolicy, decide
 from shared.models import Job, JobState, RemoteJob, RemoteStatus
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -83,7 +84,7 @@ def test_every_azure_ml_status_has_a_decision(status: RemoteStatus, action: Acti
 
 
 def test_the_status_table_covers_the_whole_enum() -> None:
-    assert set(core.STATUS_PHASE) == set(RemoteStatus)
+    assert set(STATUS_PHASE) == set(RemoteStatus)
 
 
 def test_unrecognised_status_text_is_unknown_and_keeps_polling() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared import runtime
+from shared.adapters import identity
 from shared.adapters.azureml import AzureMLBatchEndpoint
 from shared.adapters.blobs import AzureBlobStore
 from shared.adapters.eventgrid import EventGridPublisher
@@ -35,12 +36,12 @@ def test_local_settings_build_connection_string_clients() -> None:
 
 
 def test_azure_settings_use_the_managed_identity_and_https(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "_credential", None)
+    monkeypatch.setattr(identity, "_credential", None)
     env = {k: v for k, v in BASE_SETTINGS.items() if k != "AzureWebJobsStorage"}
     deps = runtime.build_deps(Settings.from_env({**env, "AzureWebJobsStorage__accountName": "dropscoredata"}))
     assert deps.blobs.account_name == "dropscoredata"
     assert deps.blobs.url("incoming", "x.csv") == "https://dropscoredata.blob.core.windows.net/incoming/x.csv"
-    assert type(runtime._credential).__name__ == "DefaultAzureCredential"
+    assert type(identity._credential).__name__ == "DefaultAzureCredential"
 
 
 def test_deps_are_built_once_and_reset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from shared import services
 from shared.errors import ScoringAuthError, ScoringRequestError, ScoringUnavailable
 from shared.events import cloudevent_json
+from shared.httpapi import job_view
 from shared.models import EventType, InvokeRequest, JobState, RemoteJob, RemoteStatus
+from shared.usecases import complete, intake, poll, queries
 from tests.eventschemas import assert_valid
 from tests.fakes import SimulatedCrash, World, make_world, write_predictions
 
@@ -18,7 +19,7 @@ CSV = b"carat,cut\n0.3,Ideal\n0.4,Good\n1.1,Premium\n"
 
 def drop(world: World, name: str = "batch/day1.csv", data: bytes = CSV) -> str:
     etag = world.blobs.put("incoming", name, data)
-    services.accept_blob(
+    intake.accept_blob(
         world.deps,
         container="incoming",
         name=name,
@@ -36,7 +37,7 @@ def only_job(world: World):
 
 def run_completions(world: World) -> None:
     for job_id in world.queue.drain():
-        services.complete(world.deps, job_id)
+        complete.complete(world.deps, job_id)
 
 
 def assert_events_valid(world: World) -> None:
@@ -55,7 +56,7 @@ def test_a_good_csv_is_submitted_once_with_a_deterministic_request() -> None:
     assert post.deployment == "blue"
     assert post.job_name == job.aml_job_name
     assert world.events.types() == [EventType.JOB_SUBMITTED.value]
-    assert world.store.active_rows == {job.job_id: "Received"}
+    assert world.store.active_rows == {job.job_id}
     # validation read a bounded head, never the whole file
     assert world.blobs.ranged_reads == [("incoming", "batch/day1.csv", 0, len(CSV))]
     assert world.blobs.full_reads == []
@@ -72,9 +73,7 @@ def test_duplicate_trigger_for_the_same_version_posts_once() -> None:
     world = make_world()
     etag = drop(world)
     for quoted in (etag, f'"{etag}"'):
-        services.accept_blob(
-            world.deps, container="incoming", name="batch/day1.csv", size=len(CSV), etag=quoted, url="u"
-        )
+        intake.accept_blob(world.deps, container="incoming", name="batch/day1.csv", size=len(CSV), etag=quoted, url="u")
     assert len(world.scoring.posts) == 1
     assert len(world.store.rows) == 1
 
@@ -90,7 +89,7 @@ def test_a_new_upload_over_the_same_name_is_a_new_job() -> None:
 
 def test_zero_byte_blobs_are_ignored() -> None:
     world = make_world()
-    assert services.accept_blob(world.deps, container="incoming", name="x.csv", size=0, etag="0x1", url="u") is None
+    assert intake.accept_blob(world.deps, container="incoming", name="x.csv", size=0, etag="0x1", url="u") is None
     assert world.store.rows == {}
 
 
@@ -101,11 +100,11 @@ def test_the_whole_life_of_a_job() -> None:
     drop(world)
     job_id = only_job(world).job_id
 
-    services.poll(world.deps)
+    poll.poll(world.deps)
     assert world.store.rows[job_id].state is JobState.SUBMITTED
-    services.poll(world.deps)
+    poll.poll(world.deps)
     assert world.store.rows[job_id].state is JobState.RUNNING
-    services.poll(world.deps)
+    poll.poll(world.deps)
     assert world.store.rows[job_id].state is JobState.SCORED
     assert world.queue.messages == [job_id]
     run_completions(world)
@@ -113,7 +112,7 @@ def test_the_whole_life_of_a_job() -> None:
     job = world.store.rows[job_id]
     assert job.state is JobState.COMPLETED
     assert job.finalized
-    assert world.store.active_rows == {}
+    assert world.store.active_rows == set()
     assert world.blobs.data("predictions", "batch/day1.csv.predictions.csv") == (
         b"carat,cut,prediction\n0.3,Ideal,512.5\n0.4,Good,733\n1.1,Premium,4410.25\n"
     )
@@ -126,7 +125,7 @@ def test_the_whole_life_of_a_job() -> None:
     assert completed.subject == "/blobServices/default/containers/incoming/blobs/batch/day1.csv"
     assert_events_valid(world)
     # a later tick reads nothing: the job left the active index
-    assert services.poll(world.deps).active == 0
+    assert poll.poll(world.deps).active == 0
 
 
 def test_a_duplicate_completion_message_is_a_no_op() -> None:
@@ -134,11 +133,11 @@ def test_a_duplicate_completion_message_is_a_no_op() -> None:
     world.scoring.script = [RemoteStatus.COMPLETED]
     world.scoring.on_complete = write_predictions(world, ["1", "2", "3"])
     drop(world)
-    services.poll(world.deps)
+    poll.poll(world.deps)
     (job_id,) = world.queue.drain()
-    services.complete(world.deps, job_id)
+    complete.complete(world.deps, job_id)
     writes = world.store.writes
-    services.complete(world.deps, job_id)
+    complete.complete(world.deps, job_id)
     assert world.store.writes == writes
     assert world.events.types().count(EventType.JOB_COMPLETED.value) == 1
 
@@ -157,7 +156,7 @@ def test_bad_input_is_rejected_moved_and_announced_without_compute() -> None:
     assert "color" in reason["error"]["message"]
     assert world.events.types() == [EventType.INPUT_REJECTED.value]
     assert world.events.published[0].data["error"]["code"] == "MissingColumns"
-    assert world.store.active_rows == {}
+    assert world.store.active_rows == set()
     assert_events_valid(world)
 
 
@@ -177,10 +176,10 @@ def test_a_crash_between_post_and_ledger_update_never_reposts_blindly() -> None:
     assert len(world.scoring.posts) == 1
     assert only_job(world).state is JobState.SUBMITTING
 
-    services.poll(world.deps)  # lease still held: hands off
+    poll.poll(world.deps)  # lease still held: hands off
     assert len(world.scoring.posts) == 1
     world.clock.advance(seconds=61)
-    services.poll(world.deps)  # lease expired: finds the job by its deterministic name
+    poll.poll(world.deps)  # lease expired: finds the job by its deterministic name
     job = only_job(world)
     assert job.state is JobState.SUBMITTED
     assert len(world.scoring.posts) == 1
@@ -194,7 +193,7 @@ def test_a_duplicate_trigger_after_the_crash_does_not_post_again() -> None:
         etag = drop(world)
     world.store.crash_on_update = None
     etag = next(iter(world.blobs.blobs.values()))[1]
-    services.accept_blob(world.deps, container="incoming", name="batch/day1.csv", size=len(CSV), etag=etag, url="u")
+    intake.accept_blob(world.deps, container="incoming", name="batch/day1.csv", size=len(CSV), etag=etag, url="u")
     assert len(world.scoring.posts) == 1
 
 
@@ -207,7 +206,7 @@ def test_lost_response_that_created_a_job_is_adopted_not_duplicated() -> None:
     assert job.state is JobState.SUBMITTING
     assert job.submit_ambiguous
     world.clock.advance(seconds=31)
-    services.poll(world.deps)
+    poll.poll(world.deps)
     assert only_job(world).state is JobState.SUBMITTED
     assert len(world.scoring.posts) == 1
 
@@ -217,10 +216,10 @@ def test_a_service_that_ignores_our_job_name_gets_a_new_attempt_after_the_lease(
     world.scoring.honour_names = False
     world.scoring.invoke_errors = [ScoringUnavailable("read timeout", ambiguous=True)]
     drop(world)
-    services.poll(world.deps)
+    poll.poll(world.deps)
     assert len(world.scoring.posts) == 1
     world.clock.advance(seconds=31)
-    services.poll(world.deps)  # nothing found by name, no output: re-POST as a new attempt
+    poll.poll(world.deps)  # nothing found by name, no output: re-POST as a new attempt
     posts = world.scoring.posts
     assert len(posts) == 2
     # a duplicate job (if the lost POST did create one) writes elsewhere and cannot fail ours
@@ -234,7 +233,7 @@ def test_throttling_after_retries_leaves_submitting_and_the_next_tick_resubmits(
     world.scoring.invoke_errors = [ScoringUnavailable("HTTP 429 after retries", ambiguous=False)]
     drop(world)
     assert only_job(world).state is JobState.SUBMITTING
-    services.poll(world.deps)
+    poll.poll(world.deps)
     assert only_job(world).state is JobState.SUBMITTED
     assert len(world.scoring.posts) == 2
 
@@ -243,8 +242,8 @@ def test_gives_up_after_the_submit_limit() -> None:
     world = make_world(SUBMIT_MAX_ATTEMPTS="2")
     world.scoring.invoke_errors = [ScoringUnavailable("HTTP 503", ambiguous=False) for _ in range(5)]
     drop(world)
-    services.poll(world.deps)
-    services.poll(world.deps)
+    poll.poll(world.deps)
+    poll.poll(world.deps)
     job = only_job(world)
     assert job.state is JobState.FAILED
     assert job.error_code == "SubmitGaveUp"
@@ -277,8 +276,8 @@ def test_a_failed_azure_ml_job_publishes_job_failed_with_its_error() -> None:
     world.scoring.script = [RemoteStatus.RUNNING, RemoteStatus.FAILED]
     world.scoring.failure = ("UserError", "ValueError: could not convert string to float: 'x'")
     drop(world)
-    services.poll(world.deps)
-    services.poll(world.deps)
+    poll.poll(world.deps)
+    poll.poll(world.deps)
     run_completions(world)
     job = only_job(world)
     assert (job.state, job.finalized) == (JobState.FAILED, True)
@@ -298,7 +297,7 @@ def test_a_stuck_job_is_canceled_and_reported() -> None:
     )
     drop(world)
     world.clock.advance(minutes=31)
-    services.poll(world.deps)
+    poll.poll(world.deps)
     run_completions(world)
     job = only_job(world)
     assert job.state is JobState.TIMED_OUT
@@ -314,7 +313,7 @@ def test_a_412_on_a_poll_update_reloads_and_decides_again() -> None:
     job_id = only_job(world).job_id
     # another instance records Running while we poll
     world.store.before_update = lambda _: world.store.touch_elsewhere(job_id, state=JobState.RUNNING)
-    services.poll(world.deps)
+    poll.poll(world.deps)
     job = world.store.rows[job_id]
     assert job.state is JobState.SCORED
     assert world.queue.messages == [job_id]
@@ -326,7 +325,7 @@ def test_a_412_never_overwrites_someone_elses_terminal_transition() -> None:
     drop(world)
     job_id = only_job(world).job_id
     world.store.before_update = lambda _: world.store.touch_elsewhere(job_id, state=JobState.CANCELED)
-    assert services.poll_job(world.deps, job_id) == "moved-elsewhere"
+    assert poll.poll_job(world.deps, job_id) == "moved-elsewhere"
     assert world.store.rows[job_id].state is JobState.CANCELED
 
 
@@ -337,7 +336,7 @@ def test_events_stay_pending_while_the_topic_is_down_and_go_out_later() -> None:
     job = only_job(world)
     assert job.events_pending == (EventType.JOB_SUBMITTED.value,)
     assert job.events_published == ()
-    services.poll(world.deps)
+    poll.poll(world.deps)
     assert only_job(world).events_published == (EventType.JOB_SUBMITTED.value,)
     assert world.events.types() == [EventType.JOB_SUBMITTED.value]
 
@@ -347,12 +346,12 @@ def test_a_lost_completion_message_is_requeued_by_the_poller() -> None:
     world.scoring.script = [RemoteStatus.COMPLETED]
     world.scoring.on_complete = write_predictions(world, ["1", "2", "3"])
     drop(world)
-    services.poll(world.deps)
+    poll.poll(world.deps)
     world.queue.drain()  # the message is lost
-    services.poll(world.deps)
+    poll.poll(world.deps)
     assert world.queue.messages == []
     world.clock.advance(seconds=121)
-    services.poll(world.deps)
+    poll.poll(world.deps)
     run_completions(world)
     assert only_job(world).state is JobState.COMPLETED
 
@@ -361,7 +360,7 @@ def test_completed_without_predictions_becomes_failed() -> None:
     world = make_world()
     world.scoring.script = [RemoteStatus.COMPLETED]
     drop(world)
-    services.poll(world.deps)
+    poll.poll(world.deps)
     run_completions(world)
     job = only_job(world)
     assert job.state is JobState.FAILED
@@ -373,21 +372,21 @@ def test_an_index_row_for_a_finished_job_is_healed() -> None:
     world = make_world(REQUIRED_COLUMNS="nope")
     drop(world)
     job = only_job(world)
-    world.store.active_rows[job.job_id] = "Rejected"  # crash after finalizing, before leaving the index
-    assert services.poll(world.deps).outcomes == {"index-healed": 1}
-    assert world.store.active_rows == {}
+    world.store.active_rows.add(job.job_id)  # crash after finalizing, before leaving the index
+    assert poll.poll(world.deps).outcomes == {"index-healed": 1}
+    assert world.store.active_rows == set()
 
 
 def test_http_views_carry_no_query_strings_and_filter_by_state() -> None:
     world = make_world()
     drop(world)
     drop(world, name="b.txt", data=b"x")
-    jobs = services.list_jobs(world.deps, JobState.REJECTED, 10)
+    jobs = [job_view(job) for job in queries.list_jobs(world.deps, state=JobState.REJECTED, limit=10)]
     assert [job["input"]["name"] for job in jobs] == ["b.txt"]
-    view = services.get_job(world.deps, jobs[0]["jobId"])
-    assert view is not None
-    assert view["error"]["code"] == "NotCsv"
-    assert services.get_job(world.deps, "nope") is None
+    job = queries.get_job(world.deps, jobs[0]["jobId"])
+    assert job is not None
+    assert job_view(job)["error"]["code"] == "NotCsv"
+    assert queries.get_job(world.deps, "nope") is None
 
 
 def test_a_job_not_visible_right_after_invoke_is_given_time() -> None:
@@ -395,9 +394,9 @@ def test_a_job_not_visible_right_after_invoke_is_given_time() -> None:
     drop(world)
     job = only_job(world)
     world.scoring.jobs.clear()  # the service does not list it yet
-    assert services.poll_job(world.deps, job.job_id) == "waiting:not-visible-yet"
+    assert poll.poll_job(world.deps, job.job_id) == "waiting:not-visible-yet"
     world.clock.advance(seconds=61)
-    assert services.poll_job(world.deps, job.job_id) == "failed"
+    assert poll.poll_job(world.deps, job.job_id) == "failed"
     assert only_job(world).error_code == "RemoteJobNotFound"
 
 
@@ -409,7 +408,7 @@ def test_lost_rights_while_polling_are_logged_not_fatal(caplog: pytest.LogCaptur
         raise ScoringAuthError("HTTP 403. Grant AzureML Data Scientist")
 
     world.scoring.get_job = denied  # type: ignore[method-assign,assignment]
-    assert services.poll(world.deps).outcomes == {"error": 1}
+    assert poll.poll(world.deps).outcomes == {"error": 1}
     assert "AzureML Data Scientist" in caplog.text
     assert only_job(world).state is JobState.SUBMITTED
 
@@ -419,8 +418,8 @@ def test_no_final_event_before_the_predictions_are_in_place() -> None:
     world.scoring.script = [RemoteStatus.COMPLETED]
     world.scoring.on_complete = write_predictions(world, ["1", "2", "3"])
     drop(world)
-    services.poll(world.deps)  # Scored, completion queued
-    services.poll(world.deps)  # a tick before the completion runs must not announce anything
+    poll.poll(world.deps)  # Scored, completion queued
+    poll.poll(world.deps)  # a tick before the completion runs must not announce anything
     assert world.events.types() == [EventType.JOB_SUBMITTED.value]
     run_completions(world)
     completed = [e for e in world.events.published if e.type == EventType.JOB_COMPLETED.value]
@@ -433,8 +432,8 @@ def test_a_failed_remote_job_is_announced_only_after_its_input_is_filed() -> Non
     world = make_world()
     world.scoring.script = [RemoteStatus.FAILED]
     drop(world)
-    services.poll(world.deps)
-    services.poll(world.deps)
+    poll.poll(world.deps)
+    poll.poll(world.deps)
     assert world.events.types() == [EventType.JOB_SUBMITTED.value]
     run_completions(world)
     assert world.events.types()[-1] == EventType.JOB_FAILED.value
@@ -447,11 +446,11 @@ def test_an_input_overwritten_before_completion_is_never_joined_with_the_new_row
     world.scoring.on_complete = write_predictions(world, ["1", "2", "3"])
     drop(world)
     (first,) = world.store.rows
-    services.poll(world.deps)
+    poll.poll(world.deps)
     world.scoring.on_complete = None
     world.scoring.script = [RemoteStatus.QUEUED]
     drop(world, data=b"carat,cut\n9.9,Fair\n")  # a new version under the same name
-    services.complete(world.deps, first)
+    complete.complete(world.deps, first)
     job = world.store.rows[first]
     assert (job.state, job.error_code) == (JobState.FAILED, "BlobChanged")
     assert world.blobs.names("predictions") == []
@@ -462,7 +461,7 @@ def test_a_clear_refusal_is_resent_as_the_same_attempt() -> None:
     world = make_world()
     world.scoring.invoke_errors = [ScoringUnavailable("HTTP 429 after retries", ambiguous=False)]
     drop(world)
-    services.poll(world.deps)
+    poll.poll(world.deps)
     first, second = world.scoring.posts
     assert (first.output_uri, first.repeatability_id) == (second.output_uri, second.repeatability_id)
 
@@ -486,7 +485,7 @@ def test_a_late_post_outcome_never_overwrites_a_newer_intent() -> None:
         return original_invoke(request)
 
     world.scoring.invoke = slow_invoke  # type: ignore[method-assign]
-    services.accept_blob(world.deps, container="incoming", name="x.csv", size=len(CSV), etag=etag, url="u")
+    intake.accept_blob(world.deps, container="incoming", name="x.csv", size=len(CSV), etag=etag, url="u")
     job = world.store.rows[job_id_holder[0]]
     assert job.posts == 2  # the other writer's intent survived; our late 429 outcome was dropped
     assert job.state is JobState.SUBMITTING
@@ -496,14 +495,14 @@ def test_a_cancel_that_fails_still_reports_the_job_timed_out() -> None:
     world = make_world(RUNNING_LIMIT_MINUTES="10", AML_WORKSPACE_ID="/subscriptions/s/x/workspaces/w")
     world.scoring.script = [RemoteStatus.RUNNING]
     drop(world)
-    services.poll(world.deps)
+    poll.poll(world.deps)
     world.clock.advance(minutes=11)
 
     def refuse(name: str) -> bool:
         raise ScoringAuthError("HTTP 403 on cancel")
 
     world.scoring.cancel = refuse  # type: ignore[method-assign,assignment]
-    services.poll(world.deps)
+    poll.poll(world.deps)
     run_completions(world)
     assert only_job(world).state is JobState.TIMED_OUT
     assert world.events.types()[-1] == EventType.JOB_FAILED.value
@@ -512,11 +511,11 @@ def test_a_cancel_that_fails_still_reports_the_job_timed_out() -> None:
 def test_an_index_row_without_its_ledger_row_is_kept_while_it_may_be_in_creation() -> None:
     world = make_world(SUBMIT_LEASE_SECONDS="60")
     now = world.clock()
-    assert services.poll_job(world.deps, "a" * 40, now) == "being-created"
+    assert poll.poll_job(world.deps, "a" * 40, indexed_at=now) == "being-created"
     world.clock.advance(seconds=61)
-    world.store.active_rows["a" * 40] = "Received"
-    assert services.poll_job(world.deps, "a" * 40, now) == "orphan-removed"
-    assert world.store.active_rows == {}
+    world.store.active_rows.add("a" * 40)
+    assert poll.poll_job(world.deps, "a" * 40, indexed_at=now) == "orphan-removed"
+    assert world.store.active_rows == set()
 
 
 def test_an_archived_copy_of_another_version_is_never_joined() -> None:
@@ -524,13 +523,13 @@ def test_an_archived_copy_of_another_version_is_never_joined() -> None:
     world.scoring.script = [RemoteStatus.COMPLETED]
     world.scoring.on_complete = write_predictions(world, ["1", "2", "3"])
     drop(world)  # v1: completes, processed/batch/day1.csv holds v1
-    services.poll(world.deps)
+    poll.poll(world.deps)
     run_completions(world)
     drop(world, data=b"carat,cut\n1,A\n2,B\n3,C\n")  # v2
     v2 = next(job for job in world.store.rows.values() if job.state is JobState.SUBMITTED)
-    services.poll(world.deps)  # v2 scored, completion queued
+    poll.poll(world.deps)  # v2 scored, completion queued
     drop(world, data=b"carat,cut\n7,Z\n")  # v3 arrives before v2's completion runs
-    services.complete(world.deps, v2.job_id)
+    complete.complete(world.deps, v2.job_id)
     job = world.store.rows[v2.job_id]
     assert (job.state, job.error_code) == (JobState.FAILED, "BlobChanged")
     assert world.blobs.data("predictions", "batch/day1.csv.predictions.csv").startswith(b"carat,cut,prediction\n0.3")
@@ -543,7 +542,7 @@ def test_a_crash_before_the_input_is_filed_never_announces_the_failure_early() -
     with pytest.raises(SimulatedCrash):
         drop(world)
     world.store.crash_on_update = None
-    services.poll(world.deps)  # a tick after the crash: the failure is not announced before the move
+    poll.poll(world.deps)  # a tick after the crash: the failure is not announced before the move
     assert world.events.types() == []
     run_completions(world)
     assert world.events.types() == [EventType.JOB_FAILED.value]
@@ -555,8 +554,8 @@ def test_a_job_submitted_event_published_late_still_says_submitted() -> None:
     world.scoring.script = [RemoteStatus.RUNNING]
     world.events.fail_next = 2  # the topic is down at submission and at the next tick
     drop(world)
-    services.poll(world.deps)  # publishing fails again; the job moves to Running
-    services.poll(world.deps)  # the event finally goes out while the job is Running
+    poll.poll(world.deps)  # publishing fails again; the job moves to Running
+    poll.poll(world.deps)  # the event finally goes out while the job is Running
     (event,) = world.events.published
     assert event.type == EventType.JOB_SUBMITTED.value
     assert event.data["state"] == "Submitted"

@@ -1,0 +1,84 @@
+"""Deterministic names and keys: the same input always gives the same name, so every retry lands in the same place."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+
+from shared.models import EventType
+
+_NAMESPACE = uuid.UUID("6f1d2a52-8d3c-4f0e-9a57-3c1b0d9e5a41")
+_JOB_KEY_LENGTH = 40
+_JOB_KEY = re.compile(rf"[0-9a-f]{{{_JOB_KEY_LENGTH}}}")
+
+
+def unquote_etag(etag: str) -> str:
+    """ETags arrive quoted (SDKs) and unquoted (some events); compare them unquoted."""
+    return etag.strip().strip('"')
+
+
+def job_key(account: str, container: str, name: str, etag: str) -> str:
+    """The ledger key of one blob version: a hash, since Table keys forbid '/' and other path characters."""
+    text = f"{account}/{container}/{name}\n{unquote_etag(etag)}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:_JOB_KEY_LENGTH]
+
+
+def is_job_key(text: str) -> bool:
+    """True for text shaped like a `job_key` (what the HTTP API accepts as a job id)."""
+    return _JOB_KEY.fullmatch(text) is not None
+
+
+def aml_job_name(job_id: str, attempt: int) -> str:
+    """Deterministic Azure ML job name: a repeated POST for the same attempt names the same job."""
+    return f"dropscore-{job_id[:32]}-{attempt}"
+
+
+def repeatability_id(job_id: str, attempt: int) -> str:
+    """The same `repeatability_request-id` for every POST of one attempt, as the SDK does on resend."""
+    return str(uuid.uuid5(_NAMESPACE, f"{job_id}/{attempt}"))
+
+
+def aml_output_path(prefix: str, job_id: str, attempt: int) -> str:
+    """Where Azure ML writes this attempt's predictions; unique per attempt since AML never overwrites."""
+    return f"{prefix}/{job_id}/{attempt}/predictions.csv"
+
+
+def datastore_uri(datastore: str, path: str) -> str:
+    return f"azureml://datastores/{datastore}/paths/{path}"
+
+
+def predictions_name(input_name: str) -> str:
+    """The predictions file sits next to the input's path in the output container."""
+    return f"{input_name}.predictions.csv"
+
+
+def reason_name(input_name: str) -> str:
+    return f"{input_name}.reason.json"
+
+
+def event_id(job_id: str, event_type: EventType | str, attempt: int) -> str:
+    """Deterministic per job, attempt and type, so subscribers can drop duplicates."""
+    suffix = str(event_type).rsplit(".", 1)[-1]
+    return f"{job_id}-{attempt}-{suffix}"
+
+
+def blob_subject(container: str, name: str) -> str:
+    """Azure's own BlobCreated subject convention, so subscribers filter the same way."""
+    return f"/blobServices/default/containers/{container}/blobs/{name}"
+
+
+def completion_message(job_id: str) -> str:
+    return json.dumps({"jobId": job_id})
+
+
+def parse_completion_message(body: str) -> str:
+    """The job id in a completion message; ValueError for anything else."""
+    try:
+        message = json.loads(body)
+    except json.JSONDecodeError:
+        message = None
+    if not isinstance(message, dict) or not isinstance(message.get("jobId"), str) or not message["jobId"]:
+        raise ValueError('a completion message is {"jobId": "<id>"}')
+    return str(message["jobId"])

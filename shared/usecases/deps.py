@@ -1,0 +1,73 @@
+"""What every use case is handed, and the one loop that handles a lost ledger race."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from shared.config import Settings
+from shared.core.polling import StuckPolicy
+from shared.core.submission import SubmitPlan
+from shared.errors import StaleJob
+from shared.models import Job
+from shared.ports import BlobStore, CompletionQueue, EventPublisher, JobStore, ScoringEndpoint
+
+log = logging.getLogger("dropscore")
+
+T = TypeVar("T")
+MAX_RACES = 5
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything a use case touches, passed in (tests pass fakes)."""
+
+    settings: Settings
+    store: JobStore
+    blobs: BlobStore
+    scoring: ScoringEndpoint
+    events: EventPublisher
+    completions: CompletionQueue
+    clock: Callable[[], datetime]
+
+    @property
+    def stuck_policy(self) -> StuckPolicy:
+        return StuckPolicy(
+            queued_limit=timedelta(minutes=self.settings.queued_limit_minutes),
+            running_limit=timedelta(minutes=self.settings.running_limit_minutes),
+        )
+
+    @property
+    def submit_plan(self) -> SubmitPlan:
+        settings = self.settings
+        return SubmitPlan(
+            endpoint=self.scoring.endpoint_uri,
+            deployment=settings.batch_deployment or "",
+            input_datastore=settings.aml_input_datastore,
+            output_datastore=settings.aml_output_datastore,
+            output_container=settings.aml_output_container,
+            output_prefix=settings.aml_output_prefix,
+            lease=self.submit_lease,
+            max_posts=settings.submit_max_attempts,
+        )
+
+    @property
+    def submit_lease(self) -> timedelta:
+        """Also the grace a fresh row or a fresh Azure ML job gets before its absence means anything."""
+        return timedelta(seconds=self.settings.submit_lease_seconds)
+
+
+def retry_lost_races(deps: Deps, job: Job, step: Callable[[Job], T]) -> T:
+    """Run `step`; when a conditional write loses a race (412), reload the row and decide again."""
+    for _ in range(MAX_RACES):
+        try:
+            return step(job)
+        except StaleJob:
+            reloaded = deps.store.get(job.job_id)
+            if reloaded is None:
+                raise
+            job = reloaded
+    raise StaleJob(f"job {job.job_id}: lost {MAX_RACES} races in a row")

@@ -1,0 +1,191 @@
+"""Intake (blob trigger): record a blob version once, validate it, submit it to Azure ML once.
+
+Safe to run twice with the same input: the ledger key is the blob version, creation is insert-only,
+and the submit intent is written before the POST (see shared/core/submission.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from shared.core.decision import Action
+from shared.core.naming import repeatability_id, unquote_etag
+from shared.core.submission import (
+    IntakeStep,
+    intake_step,
+    needs_new_attempt,
+    post_unanswered,
+    received,
+    scored_by_earlier_post,
+    still_waiting_on,
+    submit_intent,
+    submitted,
+)
+from shared.csvfiles import HEAD_BYTES, validate_head, validate_name_and_size
+from shared.errors import (
+    BlobChanged,
+    BlobMissing,
+    InputInvalid,
+    JobExists,
+    JobNameTaken,
+    RemoteJobNotFound,
+    ScoringAuthError,
+    ScoringRequestError,
+    ScoringUnavailable,
+    StaleJob,
+)
+from shared.models import BlobRef, InvokeRequest, Job, JobState, RemoteJob
+from shared.usecases.complete import end, finalize, request_completion
+from shared.usecases.deps import Deps, retry_lost_races
+from shared.usecases.outbox import flush_events
+
+log = logging.getLogger("dropscore")
+
+
+def accept_blob(deps: Deps, *, container: str, name: str, size: int, etag: str | None, url: str) -> Job | None:
+    """A blob appeared: record it once, validate it, submit it. Returns the job (None when ignored)."""
+    if size == 0:
+        log.info("ignored zero-byte blob %s/%s (an upload that has not committed data yet)", container, name)
+        return None
+    if not etag:
+        info = deps.blobs.properties(container, name)
+        if info is None:
+            log.info("ignored %s/%s: deleted before it could be read", container, name)
+            return None
+        etag, size = info.etag, info.size
+    ref = BlobRef(deps.blobs.account_name, container, name, unquote_etag(etag), size, url)
+    return advance(deps, _create_or_load(deps, ref))
+
+
+def _create_or_load(deps: Deps, ref: BlobRef) -> Job:
+    fresh = received(ref, deps.clock())
+    job_id = fresh.job_id
+    deps.store.mark_active(fresh)  # first: a crash after it leaves a row the poller heals, never a lost job
+    try:
+        job = deps.store.create(fresh)
+        log.info("job %s received for %s/%s (etag %s)", job_id, ref.container, ref.name, ref.etag)
+    except JobExists:
+        existing = deps.store.get(job_id)
+        if existing is None:  # created and removed in between: treat as new next time
+            raise StaleJob(f"job {job_id} vanished while it was being read") from None
+        log.info("job %s: duplicate trigger for %s/%s, state %s", job_id, ref.container, ref.name, existing.state)
+        job = existing
+    if job.finalized:
+        deps.store.unmark_active(job_id)
+    return job
+
+
+def advance(deps: Deps, job: Job) -> Job:
+    """Move a job forward on the submit side as far as it can go now; a no-op for duplicates."""
+    return retry_lost_races(deps, job, lambda current: _advance_once(deps, current))
+
+
+def _advance_once(deps: Deps, job: Job) -> Job:
+    step = intake_step(job, deps.clock())
+    if step is IntakeStep.VALIDATE:
+        return _validate_and_submit(deps, job)
+    if step is IntakeStep.RECONCILE:
+        return reconcile_submission(deps, job)
+    if step is IntakeStep.WAIT_FOR_LEASE:
+        log.info("job %s: submission in progress elsewhere (lease until %s)", job.job_id, job.submit_lease_until)
+        return job
+    if step is IntakeStep.FINISH:
+        return finalize(deps, job)
+    return flush_events(deps, job)
+
+
+def _validate_and_submit(deps: Deps, job: Job) -> Job:
+    try:
+        _validate(deps, job)
+    except InputInvalid as exc:
+        log.warning("job %s: input %s/%s rejected: %s", job.job_id, job.container, job.name, exc.message)
+        return end(deps, job, state=JobState.REJECTED, code=exc.code, message=exc.message)
+    except (BlobChanged, BlobMissing) as exc:  # the version we were told about is gone: nothing to score
+        log.warning("job %s: %s", job.job_id, exc.message)
+        return end(deps, job, state=JobState.CANCELED, code=exc.code, message=exc.message)
+    return _submit(deps, job, new_attempt=True)
+
+
+def _validate(deps: Deps, job: Job) -> None:
+    settings = deps.settings
+    validate_name_and_size(job.name, job.size, settings.max_input_bytes)
+    length = min(HEAD_BYTES, job.size)
+    head = deps.blobs.read_range(job.container, job.name, offset=0, length=length, etag=job.blob_etag)
+    validate_head(
+        head,
+        truncated=job.size > length,
+        delimiter=settings.csv_delimiter,
+        required_columns=settings.required_columns,
+    )
+
+
+def _submit(deps: Deps, job: Job, *, new_attempt: bool) -> Job:
+    """Write the intent (Submitting, deterministic output and name) BEFORE the POST, then POST."""
+    decision = submit_intent(job, deps.submit_plan, deps.clock(), new_attempt=new_attempt)
+    if decision.action is Action.FINISH:
+        log.error("job %s: failed: %s", job.job_id, decision.job.error_message)
+        return finalize(deps, deps.store.update(decision.job))
+    return _post(deps, deps.store.update(decision.job))
+
+
+def _post(deps: Deps, job: Job) -> Job:
+    request = InvokeRequest(
+        job_name=job.aml_job_name,
+        input_uri=job.input_uri,
+        output_uri=job.output_uri,
+        repeatability_id=repeatability_id(job.job_id, job.attempt),
+        deployment=job.deployment or None,
+    )
+    try:
+        remote = deps.scoring.invoke(request)
+    except JobNameTaken:
+        log.info("job %s: Azure ML job %s already exists; adopting it", job.job_id, job.aml_job_name)
+        remote = deps.scoring.get_job(job.aml_job_name)
+    except ScoringUnavailable as exc:
+        log.warning(
+            "job %s: invoke failed (%s); left Submitting for the poller to %s",
+            job.job_id,
+            exc.message,
+            "reconcile" if exc.ambiguous else "retry",
+        )
+        unanswered = post_unanswered(job, ambiguous=exc.ambiguous, code=exc.code, message=exc.message, now=deps.clock())
+        return _save_post_outcome(deps, unanswered)
+    except (ScoringAuthError, ScoringRequestError) as exc:
+        log.error("job %s: failed: %s: %s", job.job_id, exc.code, exc.message)
+        return end(deps, job, state=JobState.FAILED, code=exc.code, message=exc.message)
+    return _record_submitted(deps, job, remote)
+
+
+def _record_submitted(deps: Deps, job: Job, remote: RemoteJob) -> Job:
+    log.info("job %s: submitted as Azure ML job %s (%s)", job.job_id, remote.name, remote.status)
+    saved = _save_post_outcome(deps, submitted(job, remote, deps.clock()))
+    return flush_events(deps, saved)
+
+
+def _save_post_outcome(deps: Deps, job: Job) -> Job:
+    """Record what our POST returned. After a lost race, only if the row still waits on that same POST."""
+    try:
+        return deps.store.update(job)
+    except StaleJob:
+        stored = deps.store.get(job.job_id)
+        if stored is None or not still_waiting_on(stored, job):
+            log.info("job %s: moved on elsewhere; keeping the stored transition", job.job_id)
+            return stored or job
+        return deps.store.update(replace(job, version=stored.version))
+
+
+def reconcile_submission(deps: Deps, job: Job) -> Job:
+    """A Submitting row whose lease expired: find the job a lost response may have created before any re-POST."""
+    if job.posts > 0:
+        try:
+            remote: RemoteJob | None = deps.scoring.get_job(job.aml_job_name)
+        except RemoteJobNotFound:
+            remote = None
+        if remote is not None:
+            log.info("job %s: found Azure ML job %s from an earlier POST", job.job_id, remote.name)
+            return _record_submitted(deps, job, remote)
+        if job.output_path and deps.blobs.properties(job.output_container, job.output_path) is not None:
+            log.info("job %s: predictions already written by an earlier POST", job.job_id)
+            return request_completion(deps, scored_by_earlier_post(job, deps.clock()))
+    return _submit(deps, job, new_attempt=needs_new_attempt(job))
