@@ -5,13 +5,18 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# checkov pins dependencies the project venv cannot share: it gets its own venv (requirements-infra.txt).
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: help install test unit lint format typecheck demo up down status bench clean
+.PHONY: help install test unit lint format typecheck check-infra demo up down status doctor bench clean
 
 help:
 	@echo "make demo   - run a CSV end to end on the local stack (Azurite + emulators + dev host)"
 	@echo "make test   - lint, type-check, check import layers and run every test (unit, functions, integration, e2e)"
+	@echo "make check-infra - the Bicep templates in infra/, offline: checkov, parser and consistency tests"
 	@echo "make up / down / status - the local stack"
+	@echo "make doctor - the health check against make up's stack (python -m shared.doctor)"
 	@echo "make bench  - benchmarks (ratios against a baseline measured in the same run)"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -19,6 +24,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+$(INFRA_STAMP): requirements-infra.txt
+	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt
+	touch $(INFRA_STAMP)
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -39,7 +50,13 @@ format: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit tests/functions -q
 
-test: install lint
+# infra/ is verified offline only (no Azure subscription): checkov's Bicep checks, then tests/infra (pycep parse,
+# settings/names/roles consistency with the app and the README, the postdeploy hook's commands).
+check-infra: $(STAMP) $(INFRA_STAMP)
+	$(INFRA_VENV)/bin/checkov --framework bicep --directory infra --skip-download --compact --quiet
+	$(PY) -m pytest -q -p no:cacheprovider tests/infra
+
+test: install lint check-infra
 	$(PY) -m pytest -q
 
 demo: install
@@ -53,6 +70,9 @@ down: $(STAMP)
 
 status: $(STAMP)
 	$(PY) -m localdev status
+
+doctor: $(STAMP)
+	$(PY) -m shared.doctor --settings .localdev/local.settings.json
 
 bench: install
 	$(PY) bench/import_time.py

@@ -12,13 +12,14 @@ import os
 
 import azure.functions as func
 
-from shared import httpapi, runtime
+from shared import httpapi, logcontext, runtime
 from shared.core.naming import is_job_key, parse_completion_message
 from shared.errors import ConfigError
-from shared.usecases import complete, intake, poll, queries
+from shared.usecases import complete, health, intake, poll, queries
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-log = logging.getLogger("dropscore")
+log = logging.getLogger(logcontext.LOGGER)
+logcontext.install()  # every record carries the job it is about (a dimension in Application Insights)
 
 
 # Event Grid in Azure (the only source Flex Consumption runs); LogsAndContainerScan locally.
@@ -104,6 +105,14 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
         return _respond(httpapi.jobs_reply(queries.list_jobs(runtime.deps(), state=query.state, limit=query.limit)))
     except ConfigError as exc:
         return _config_error(exc)
+
+
+@app.function_name("health")
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+def health_check(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/health (admin key): every check with the app's own identity and settings; 503 when one fails."""
+    report = health.check_all(runtime.deps)
+    return _respond(httpapi.health_reply(report))
 
 
 def _config_error(exc: ConfigError) -> func.HttpResponse:

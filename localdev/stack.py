@@ -26,12 +26,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from localdev.batch_endpoint.config import WORKSPACE_ID as EMULATED_WORKSPACE_ID
 from localdev.procs import REPO_ROOT, Service, ServiceStartError
 from localdev.stack_procs import is_running, processes_mentioning, start_time, stop_group
 
 DEFAULT_DIR = Path(".localdev")
 SAMPLE_SETTINGS = REPO_ROOT / "local.settings.sample.json"
 DEPLOYMENT = "diamonds"
+EMULATED_ENDPOINT = "local-endpoint"  # the batch endpoint emulator's default --endpoint-name
 OUTPUT_DATASTORE = "dropscore_outputs"
 HOST_ID = "dropscore-local"
 DEFAULT_POLL_SCHEDULE = "*/2 * * * * *"
@@ -275,6 +277,11 @@ def _start_parts(paths: StackPaths, options: StackOptions, started: list[Part], 
         "AzureWebJobsStorage": connection,
         "BLOB_TRIGGER_SOURCE": "LogsAndContainerScan",
         "BATCH_ENDPOINT_URI": scoring_uri,
+        # The emulator answers the ARM reads and cancel too, so the health check and cancel work as in Azure.
+        "BATCH_ENDPOINT_NAME": EMULATED_ENDPOINT,
+        "BATCH_DEPLOYMENT": settings.get("BATCH_DEPLOYMENT") or DEPLOYMENT,
+        "AML_WORKSPACE_ID": EMULATED_WORKSPACE_ID,
+        "AML_MANAGEMENT_ENDPOINT": scoring_uri.removesuffix("/jobs"),
         "AML_LOCAL_TOKEN": token,
         "AML_OUTPUT_DATASTORE": OUTPUT_DATASTORE,
         "EVENTGRID_TOPIC_ENDPOINT": topic_endpoint,
@@ -313,10 +320,12 @@ def _start_parts(paths: StackPaths, options: StackOptions, started: list[Part], 
 
 
 def _create_storage(connection: str, settings: dict[str, str]) -> None:
-    """Containers and the jobs tables, so uploads and `status` work before the first job."""
+    """Every container, table and queue the settings name, as infra/ creates them in Azure: uploads,
+    `status` and the health check work before the first job."""
     from azure.core.exceptions import ResourceExistsError
     from azure.data.tables import TableServiceClient
     from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueServiceClient
 
     blobs = BlobServiceClient.from_connection_string(connection)
     for key in CONTAINER_SETTINGS:
@@ -325,6 +334,8 @@ def _create_storage(connection: str, settings: dict[str, str]) -> None:
     tables = TableServiceClient.from_connection_string(connection)
     for key in ("JOBS_TABLE", "ACTIVE_JOBS_TABLE"):
         tables.create_table_if_not_exists(settings[key])
+    with contextlib.suppress(ResourceExistsError):
+        QueueServiceClient.from_connection_string(connection).create_queue(settings["COMPLETIONS_QUEUE"])
 
 
 def _deployment_dir(paths: StackPaths, options: StackOptions) -> Path:
@@ -424,6 +435,7 @@ def summary(stack: Stack) -> str:
         f"jobs:          GET {env['FUNCTIONS_URL']}/api/jobs"
         + (f" (function key in {_short(paths.keys_file)})" if _has_host(stack) else " (once `func start` runs)"),
         f"func start:    cp {_short(paths.local_settings)} . (the app's settings for Azure Functions Core Tools)",
+        f"health check:  .venv/bin/python -m shared.doctor --settings {_short(paths.local_settings)}",
         f"status / stop: python -m localdev status --dir {rel} / python -m localdev down --dir {rel}",
     ]
     return "\n".join(lines)

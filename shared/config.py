@@ -38,6 +38,8 @@ class StorageSettings:
     blob_url: str | None
     queue_url: str | None
     table_url: str | None
+    #: `AzureWebJobsStorage__clientId`: the user-assigned identity the host (and so the app) uses for storage.
+    client_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Settings:
     aml_output_container: str
     aml_output_prefix: str
     aml_workspace_id: str | None
+    batch_endpoint_name: str | None
     aml_management_endpoint: str
     aml_http_timeout: float
     aml_max_retries: int
@@ -76,6 +79,13 @@ class Settings:
     eventgrid_topic_key: str | None = field(repr=False)
     event_schema: str
     event_source: str
+    #: The user-assigned managed identity's client id (AZURE_CLIENT_ID): every SDK client uses it.
+    client_id: str | None
+    #: "eventgrid" (Azure) or "logsandcontainerscan" (local polling); function_app reads it at indexing too.
+    blob_trigger_source: str
+    #: ARM id of the BlobCreated subscription; lets the health check confirm uploads reach the app.
+    blob_event_subscription_id: str | None
+    appinsights_connection_string: str | None = field(repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -99,6 +109,7 @@ class Settings:
             aml_output_container=reader.get("AML_OUTPUT_CONTAINER", "aml-outputs", _container),
             aml_output_prefix=reader.get("AML_OUTPUT_PREFIX", "dropscore", _path_prefix),
             aml_workspace_id=reader.optional("AML_WORKSPACE_ID"),
+            batch_endpoint_name=reader.optional("BATCH_ENDPOINT_NAME") or _endpoint_name(env),
             aml_management_endpoint=reader.get("AML_MANAGEMENT_ENDPOINT", "https://management.azure.com", _http_url),
             aml_http_timeout=reader.get("AML_HTTP_TIMEOUT_SECONDS", "30", _bounded_float(1, 600)),
             aml_max_retries=reader.get("AML_MAX_RETRIES", "4", _bounded_int(0, 10)),
@@ -115,6 +126,12 @@ class Settings:
             eventgrid_topic_key=reader.optional("EVENTGRID_TOPIC_KEY"),
             event_schema=reader.get("EVENT_SCHEMA", "cloudevents", _choice("cloudevents", "eventgrid")),
             event_source=reader.get("EVENT_SOURCE", "/dropscore", str),
+            client_id=reader.optional("AZURE_CLIENT_ID"),
+            blob_trigger_source=reader.get(
+                "BLOB_TRIGGER_SOURCE", "EventGrid", _choice("eventgrid", "logsandcontainerscan")
+            ),
+            blob_event_subscription_id=reader.optional("BLOB_EVENT_SUBSCRIPTION_ID"),
+            appinsights_connection_string=reader.optional("APPLICATIONINSIGHTS_CONNECTION_STRING"),
         )
         _check_local_secrets(reader, settings)
         reader.raise_if_problems()
@@ -160,6 +177,12 @@ def _storage(reader: _Reader) -> StorageSettings:
     connection = reader.optional(STORAGE)
     if connection is not None:
         return StorageSettings(connection, None, None, None)
+    credential = reader.optional(f"{STORAGE}__credential")
+    if credential is not None and credential.lower() != "managedidentity":
+        reader.problems.append(
+            f"{STORAGE}__credential: {credential!r} is not managedidentity (the only kind supported)"
+        )
+    client_id = reader.optional(f"{STORAGE}__clientId")
     account = reader.optional(f"{STORAGE}__accountName")
     blob = reader.optional(f"{STORAGE}__blobServiceUri") or _account_url(account, "blob")
     queue = reader.optional(f"{STORAGE}__queueServiceUri") or _account_url(account, "queue")
@@ -169,7 +192,13 @@ def _storage(reader: _Reader) -> StorageSettings:
             f"{STORAGE}: missing; set a connection string (local) or {STORAGE}__accountName "
             f"(or __blobServiceUri, __queueServiceUri and __tableServiceUri) for a managed identity"
         )
-    return StorageSettings(None, blob, queue, table)
+    return StorageSettings(None, blob, queue, table, client_id)
+
+
+def _endpoint_name(env: Mapping[str, str]) -> str | None:
+    """The endpoint's name is the first label of its scoring URI's host in Azure (`<name>.<region>.inference...`)."""
+    host = (urlsplit(env.get("BATCH_ENDPOINT_URI", "").strip()).hostname or "").lower()
+    return host.split(".", 1)[0] if host.endswith(".inference.ml.azure.com") else None
 
 
 def _account_url(account: str | None, service: str) -> str | None:

@@ -104,6 +104,24 @@ class StorageRequestError(PermanentError):
     code = "StorageRequestRejected"
 
 
+class ResourceMissing(PermanentError):
+    """A container, table, queue, deployment, datastore or subscription the settings name does not exist."""
+
+    code = "ResourceMissing"
+
+
+class AccessDenied(PermanentError):
+    """401/403 from Azure Resource Manager: the identity may not read that resource."""
+
+    code = "AccessDenied"
+
+
+class TopicAuthError(PermanentError):
+    """401/403 from the Event Grid topic: the identity may not publish there."""
+
+    code = "EventGridAuthorization"
+
+
 class StaleJob(TransientError):
     """An ETag-conditional ledger write lost a race (HTTP 412): reload and decide again."""
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.errors import ConfigError
 from shared.events import iso
-from shared.models import Job, JobState
+from shared.models import HealthReport, Job, JobState
 
 MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 100
@@ -63,6 +63,15 @@ def job_reply(job: Job | None) -> Reply:
 
 def jobs_reply(jobs: list[Job]) -> Reply:
     return Reply(200, {"jobs": [job_view(job) for job in jobs], "count": len(jobs)})
+
+
+def health_reply(report: HealthReport) -> Reply:
+    """200 when nothing failed (skips are fine), 503 otherwise: a load balancer or a script can read the code."""
+    checks = [
+        {"name": c.name, "status": c.status.value, "detail": c.detail, **({"fix": c.fix} if c.fix else {})}
+        for c in report.checks
+    ]
+    return Reply(200 if report.healthy else 503, {"healthy": report.healthy, "checks": checks})
 
 
 def job_view(job: Job) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class Stage(StrEnum):
 
     WORKING = "Working"  # no outcome yet: Received, Submitting, Submitted, Running
     ENDED = "Ended"  # outcome known; predictions not joined and input not moved yet
-    FILED = "Filed"  # predictions written and input moved (or filed as failed/rejected); final event queued
+    FILED = "Filed"  # predictions written and input moved, or input filed (left alone if not ours); event queued
     DONE = "Done"  # final event published: nothing is left, the job leaves the active index
 
 
@@ -184,3 +184,28 @@ class Job:
     @property
     def blob(self) -> BlobRef:
         return BlobRef(self.account, self.container, self.name, self.blob_etag, self.size, self.input_url)
+
+
+class CheckStatus(StrEnum):
+    PASS = "pass"  # noqa: S105 - a check outcome, not a password
+    FAIL = "fail"
+    SKIP = "skip"  # not applicable here, or not configured: never a failure
+
+
+@dataclass(frozen=True)
+class Check:
+    """One health check's outcome; `fix` says what to do when it failed."""
+
+    name: str
+    status: CheckStatus
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    checks: tuple[Check, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return all(check.status is not CheckStatus.FAIL for check in self.checks)

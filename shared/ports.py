@@ -31,6 +31,18 @@ class ScoringEndpoint(Protocol):
     def cancel(self, name: str) -> bool:
         """Ask Azure ML to cancel; False when cancel is not configured (no workspace id)."""
 
+    def probe_token(self) -> None:
+        """Get the tokens invoke, poll and cancel need; raises ScoringUnavailable when none can be had."""
+
+    def probe_endpoint(self) -> None:
+        """Ask the scoring URI about a job that does not exist: ScoringAuthError when it refuses us."""
+
+    def probe_deployment(self, *, endpoint_name: str, deployment: str) -> None:
+        """Read the deployment through ARM (needs a workspace id); ResourceMissing when it does not exist."""
+
+    def probe_datastore(self, datastore: str) -> None:
+        """Read the datastore through ARM (needs a workspace id); ResourceMissing when it does not exist."""
+
 
 @dataclass(frozen=True)
 class ActiveEntry:
@@ -62,6 +74,9 @@ class JobStore(Protocol):
 
     def query(self, *, state: JobState | None, limit: int) -> list[Job]:
         """Up to `limit` jobs, only those in `state` when given."""
+
+    def probe_table(self, table: str) -> None:
+        """Write and delete a probe row; ResourceMissing when the table does not exist."""
 
 
 class BlobStore(Protocol):
@@ -96,11 +111,27 @@ class BlobStore(Protocol):
     def delete(self, container: str, name: str, *, etag: str | None = None) -> bool:
         """Delete (only the version `etag` when given); False when there was nothing to delete."""
 
+    def probe_container(self, container: str) -> None:
+        """Write and delete a probe blob; ResourceMissing when the container does not exist."""
+
 
 class EventPublisher(Protocol):
     def publish(self, events: Sequence[OutEvent]) -> None:
         """Raises TransientError when the topic cannot take them now."""
 
+    def probe(self) -> None:
+        """Show the topic our identity without emitting an event; TopicAuthError when it is refused."""
+
 
 class CompletionQueue(Protocol):
     def enqueue(self, job_id: str) -> None: ...
+
+    def probe(self) -> None:
+        """Send an invisible probe message and delete it; ResourceMissing when the queue does not exist."""
+
+
+class ResourceReader(Protocol):
+    """Azure Resource Manager reads the health check needs beyond Azure ML's."""
+
+    def probe_resource(self, resource_id: str, *, api_version: str) -> None:
+        """GET the resource; ResourceMissing when it does not exist, AccessDenied when we may not read it."""

@@ -27,7 +27,12 @@ def deps() -> Deps:
     global _deps  # noqa: PLW0603 - one composition per worker process, built on first use
     with _lock:
         if _deps is None:
-            _deps = build_deps(Settings.from_env(os.environ))
+            settings = Settings.from_env(os.environ)
+            _deps = build_deps(settings)
+            if settings.appinsights_connection_string:
+                from shared.adapters.telemetry import configure
+
+                configure(settings)
         return _deps
 
 
@@ -39,6 +44,7 @@ def reset() -> None:
 
 
 def build_deps(settings: Settings) -> Deps:
+    from shared.adapters.arm import ArmResources
     from shared.adapters.azureml import AzureMLBatchEndpoint
     from shared.adapters.blobs import AzureBlobStore
     from shared.adapters.eventgrid import EventGridPublisher
@@ -52,5 +58,6 @@ def build_deps(settings: Settings) -> Deps:
         scoring=AzureMLBatchEndpoint.from_settings(settings),
         events=EventGridPublisher.from_settings(settings),
         completions=StorageCompletionQueue.from_settings(settings),
+        resources=ArmResources.from_settings(settings),
         clock=utc_now,
     )

@@ -14,11 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 from shared.config import Settings
 from shared.errors import (
+    AccessDenied,
     BlobChanged,
     BlobMissing,
     JobExists,
     JobNameTaken,
     RemoteJobNotFound,
+    ResourceMissing,
     StaleJob,
     TransientError,
 )
@@ -50,6 +52,7 @@ class FakeJobStore:
         self.writes = 0
         self.crash_on_update: Callable[[Job], bool] | None = None
         self.before_update: Callable[[Job], None] | None = None
+        self.probe_errors: dict[str, Exception] = {}
 
     def _stamp(self, job: Job) -> Job:
         stored = replace(job, version=f'W/"{next(_versions)}"')
@@ -90,6 +93,10 @@ class FakeJobStore:
         jobs = [job for job in self.rows.values() if state is None or job.state == state]
         return jobs[:limit]
 
+    def probe_table(self, table: str) -> None:
+        if table in self.probe_errors:
+            raise self.probe_errors[table]
+
     def touch_elsewhere(self, job_id: str, **changes: object) -> None:
         """Another instance writes the row (bumps its version)."""
         self._stamp(replace(self.rows[job_id], **changes))  # type: ignore[arg-type]
@@ -106,6 +113,7 @@ class FakeBlobStore:
         self.metadata: dict[tuple[str, str], dict[str, str]] = {}
         self.ranged_reads: list[tuple[str, str, int, int]] = []
         self.full_reads: list[tuple[str, str]] = []
+        self.probe_errors: dict[str, Exception] = {}
 
     @property
     def account_name(self) -> str:
@@ -175,6 +183,10 @@ class FakeBlobStore:
         content_type = self.blobs[(source_container, name)][2]
         self.put(target_container, target_name, data, content_type, metadata)
 
+    def probe_container(self, container: str) -> None:
+        if container in self.probe_errors:
+            raise self.probe_errors[container]
+
     def delete(self, container: str, name: str, *, etag: str | None = None) -> bool:
         found = self.blobs.get((container, name))
         if found is None or (etag is not None and found[1] != etag.strip('"')):
@@ -198,6 +210,9 @@ class FakeScoringEndpoint:
     can_cancel: bool = True
     on_complete: Callable[[InvokeRequest], None] | None = None
     failure: tuple[str, str] | None = None
+    #: probe name ("token", "endpoint", "deployment", "datastore") -> the error that probe raises
+    probe_errors: dict[str, Exception] = field(default_factory=dict)
+    probed: list[str] = field(default_factory=list)
 
     def invoke(self, request: InvokeRequest) -> RemoteJob:
         self.posts.append(request)
@@ -242,11 +257,29 @@ class FakeScoringEndpoint:
         self.canceled.append(name)
         return True
 
+    def _probe(self, what: str) -> None:
+        self.probed.append(what)
+        if what in self.probe_errors:
+            raise self.probe_errors[what]
+
+    def probe_token(self) -> None:
+        self._probe("token")
+
+    def probe_endpoint(self) -> None:
+        self._probe("endpoint")
+
+    def probe_deployment(self, *, endpoint_name: str, deployment: str) -> None:
+        self._probe(f"deployment {endpoint_name}/{deployment}")
+
+    def probe_datastore(self, datastore: str) -> None:
+        self._probe(f"datastore {datastore}")
+
 
 class FakeEventPublisher:
     def __init__(self) -> None:
         self.published: list[OutEvent] = []
         self.fail_next = 0
+        self.probe_error: Exception | None = None
 
     def publish(self, events: Sequence[OutEvent]) -> None:
         if self.fail_next:
@@ -257,10 +290,19 @@ class FakeEventPublisher:
     def types(self) -> list[str]:
         return [event.type for event in self.published]
 
+    def probe(self) -> None:
+        if self.probe_error is not None:
+            raise self.probe_error
+
 
 class FakeCompletionQueue:
     def __init__(self) -> None:
         self.messages: list[str] = []
+        self.probe_error: Exception | None = None
+
+    def probe(self) -> None:
+        if self.probe_error is not None:
+            raise self.probe_error
 
     def enqueue(self, job_id: str) -> None:
         self.messages.append(job_id)
@@ -268,6 +310,20 @@ class FakeCompletionQueue:
     def drain(self) -> list[str]:
         messages, self.messages = self.messages, []
         return messages
+
+
+class FakeResources:
+    """ARM: the resource ids that exist; any other id is missing."""
+
+    def __init__(self) -> None:
+        self.existing: set[str] = set()
+        self.denied = False
+
+    def probe_resource(self, resource_id: str, *, api_version: str) -> None:
+        if self.denied:
+            raise AccessDenied(f"HTTP 403 reading {resource_id}")
+        if resource_id not in self.existing:
+            raise ResourceMissing(f"{resource_id} does not exist")
 
 
 BASE_SETTINGS = {
@@ -288,6 +344,7 @@ class World:
     scoring: FakeScoringEndpoint = field(default_factory=FakeScoringEndpoint)
     events: FakeEventPublisher = field(default_factory=FakeEventPublisher)
     queue: FakeCompletionQueue = field(default_factory=FakeCompletionQueue)
+    resources: FakeResources = field(default_factory=FakeResources)
 
     @property
     def deps(self) -> Deps:
@@ -298,6 +355,7 @@ class World:
             scoring=self.scoring,
             events=self.events,
             completions=self.queue,
+            resources=self.resources,
             clock=self.clock,
         )
 

@@ -1,110 +1,39 @@
-"""Azure ML batch endpoint over REST (the contract in docs: invoke, poll, cancel).
+"""Azure ML batch endpoint over REST (the contract in docs: invoke, poll, cancel), plus the ARM reads
+the health check needs (deployment, datastore).
 
 Raw REST, not azure-ai-ml: it avoids the SDK's class-level header mutation and its heavy
-import, and gives us the exact request on the wire. One retry layer: urllib3 Retry on the
-session (429/5xx, honouring Retry-After); connect failures are retried, read timeouts are not,
-because a POST whose response was lost may have created a job.
-This module is the only one that imports requests and urllib3.
+import, and gives us the exact request on the wire. HTTP, retries and tokens live in rest.py.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import requests
-from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, NewConnectionError
-from urllib3.util.retry import Retry
 
 from shared.adapters.identity import credential
+from shared.adapters.rest import RETRY_STATUSES, CachedToken, Reply, RestClient, retrying_session, static_token
 from shared.config import Settings
 from shared.errors import (
     JobNameTaken,
     RemoteJobNotFound,
+    ResourceMissing,
     ScoringAuthError,
     ScoringRequestError,
     ScoringUnavailable,
 )
 from shared.models import InvokeRequest, RemoteJob, RemoteStatus
 
-RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 AMBIGUOUS_POST_STATUSES = frozenset({408, 500, 502, 504})
-_TOKEN_MARGIN_SECONDS = 300
 _MESSAGE_LIMIT = 2000
 ROLE_HINT = (
-    "Grant the Function App's managed identity the 'AzureML Data Scientist' role "
-    "(f6c7c914-8db3-469d-8ca1-694a8f32e121) on the workspace, or a custom role with "
-    "Microsoft.MachineLearningServices/workspaces/batchEndpoints/jobs/write and "
-    "workspaces/experiments/runs/submit/action; tokens must be for https://ml.azure.com/.default."
+    "Assign the Function App's identity the custom role 'dropscore batch invoker' that infra/ defines (or the "
+    "broader built-in 'AzureML Data Scientist') on the workspace; tokens must be for https://ml.azure.com/.default."
 )
-
-
-class CachedToken:
-    """A bearer token from an azure-identity credential, reused until five minutes before expiry."""
-
-    def __init__(self, credential: TokenCredential, scope: str, clock: Callable[[], float] = time.time) -> None:
-        self._credential = credential
-        self._scope = scope
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._token: AccessToken | None = None
-
-    def __call__(self) -> str:
-        with self._lock:
-            if self._token is None or self._token.expires_on - self._clock() < _TOKEN_MARGIN_SECONDS:
-                self._token = self._credential.get_token(self._scope)
-            return self._token.token
-
-
-def static_token(token: str) -> Callable[[], str]:
-    """The local stack's fixed token (config allows it only for loopback endpoints)."""
-    return lambda: token
-
-
-#: POSTs are re-sent only for answers that say the request was not processed.
-POST_RETRY_STATUSES = frozenset({429, 503})
-#: Longest Retry-After we sleep for inside one invocation; longer waits are left to the next tick.
-MAX_RETRY_AFTER_SECONDS = 60.0
-
-
-class BoundedRetry(Retry):
-    """urllib3 Retry that never re-sends a POST a 408/500/502/504 may have processed, and caps Retry-After."""
-
-    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        if method.upper() == "POST" and status_code not in POST_RETRY_STATUSES:
-            return False
-        return bool(super().is_retry(method, status_code, has_retry_after))
-
-    def get_retry_after(self, response: Any) -> float | None:
-        seconds = super().get_retry_after(response)
-        return None if seconds is None else min(float(seconds), MAX_RETRY_AFTER_SECONDS)
-
-
-def retrying_session(max_retries: int, backoff_factor: float = 0.5) -> requests.Session:
-    retry = BoundedRetry(
-        total=max_retries,
-        connect=max_retries,
-        read=0,
-        status=max_retries,
-        other=0,
-        backoff_factor=backoff_factor,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET", "POST"}),
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
 
 
 class AzureMLBatchEndpoint:
@@ -116,14 +45,13 @@ class AzureMLBatchEndpoint:
         if settings.aml_local_token:
             token = management = static_token(settings.aml_local_token)
         else:
-            identity = credential()
+            identity = credential(settings.client_id)
             token = CachedToken(identity, settings.aml_token_scope)
             management = CachedToken(identity, settings.aml_management_endpoint + "/.default")
         return cls(
             settings.batch_endpoint_uri,
             token,
-            session=retrying_session(settings.aml_max_retries),
-            timeout=settings.aml_http_timeout,
+            client=RestClient(retrying_session(settings.aml_max_retries), timeout=settings.aml_http_timeout),
             workspace_id=settings.aml_workspace_id,
             management_endpoint=settings.aml_management_endpoint,
             management_token=management,
@@ -134,21 +62,19 @@ class AzureMLBatchEndpoint:
         scoring_uri: str,
         token: Callable[[], str],
         *,
-        session: requests.Session | None = None,
-        timeout: float = 30.0,
+        client: RestClient | None = None,
         workspace_id: str | None = None,
         management_endpoint: str = "https://management.azure.com",
         management_token: Callable[[], str] | None = None,
-        cancel_api_version: str = "2024-04-01",
+        arm_api_version: str = "2024-04-01",
     ) -> None:
         self._scoring_uri = scoring_uri.rstrip("/")
         self._token = token
-        self._session = session or retrying_session(4)
-        self._timeout = timeout
+        self._rest = client or RestClient()
         self._workspace_id = (workspace_id or "").strip("/")
         self._management_endpoint = management_endpoint.rstrip("/")
         self._management_token = management_token
-        self._cancel_api_version = cancel_api_version
+        self._arm_api_version = arm_api_version
 
     @property
     def endpoint_uri(self) -> str:
@@ -162,12 +88,12 @@ class AzureMLBatchEndpoint:
         }
         if request.deployment:
             headers["azureml-model-deployment"] = request.deployment
-        response = self._send("POST", self._scoring_uri, headers, invoke_body(request))
-        if response.status_code == 409:
+        response = self._rest.send("POST", self._scoring_uri, headers=headers, body=invoke_body(request))
+        if response.status == 409:
             raise JobNameTaken(f"Azure ML job {request.job_name} already exists: {_service_message(response)}")
-        if response.status_code in AMBIGUOUS_POST_STATUSES:
+        if response.status in AMBIGUOUS_POST_STATUSES:
             raise ScoringUnavailable(
-                f"Azure ML invoke answered HTTP {response.status_code} ({_service_message(response)}); "
+                f"Azure ML invoke answered HTTP {response.status} ({_service_message(response)}); "
                 "the job may or may not exist",
                 ambiguous=True,
             )
@@ -181,8 +107,8 @@ class AzureMLBatchEndpoint:
 
     def get_job(self, name: str) -> RemoteJob:
         headers = {"Authorization": f"Bearer {self._bearer(self._token)}"}
-        response = self._send("GET", f"{self._scoring_uri}/{name}", headers, None)
-        if response.status_code == 404:
+        response = self._rest.send("GET", f"{self._scoring_uri}/{name}", headers=headers)
+        if response.status == 404:
             raise RemoteJobNotFound(f"Azure ML has no job named {name}")
         _raise_for_status(response, "status")
         return parse_job(_json(response))
@@ -190,16 +116,45 @@ class AzureMLBatchEndpoint:
     def cancel(self, name: str) -> bool:
         if not self._workspace_id:
             return False
-        token = self._management_token or self._token
-        url = (
-            f"{self._management_endpoint}/{self._workspace_id}/jobs/{name}/cancel"
-            f"?api-version={self._cancel_api_version}"
-        )
-        response = self._send("POST", url, {"Authorization": f"Bearer {self._bearer(token)}"}, None)
-        if response.status_code == 404:
+        response = self._arm("POST", f"jobs/{name}/cancel")
+        if response.status == 404:
             return False
         _raise_for_status(response, "cancel")
         return True
+
+    def probe_token(self) -> None:
+        self._bearer(self._token)
+        if self._workspace_id:
+            self._bearer(self._management_token or self._token)
+
+    def probe_endpoint(self) -> None:
+        """A job name nobody uses: 404 (or 200) shows the endpoint answers and accepts our token."""
+        probe = f"dropscore-health-{uuid.uuid4().hex[:12]}"
+        response = self._rest.send(
+            "GET", f"{self._scoring_uri}/{probe}", headers={"Authorization": f"Bearer {self._bearer(self._token)}"}
+        )
+        if response.status != 404:
+            _raise_for_status(response, "status")
+
+    def probe_deployment(self, *, endpoint_name: str, deployment: str) -> None:
+        self._arm_read(f"batchEndpoints/{endpoint_name}/deployments/{deployment}", "deployment")
+
+    def probe_datastore(self, datastore: str) -> None:
+        self._arm_read(f"datastores/{datastore}", "datastore")
+
+    def _arm_read(self, path: str, what: str) -> None:
+        if not self._workspace_id:
+            raise ScoringRequestError(f"reading the {what} needs AML_WORKSPACE_ID (the workspace's resource id)")
+        response = self._arm("GET", path)
+        if response.status == 404:
+            raise ResourceMissing(f"Azure ML has no {what} {path.rsplit('/', 1)[-1]}: {_service_message(response)}")
+        _raise_for_status(response, f"{what} read")
+
+    def _arm(self, method: str, path: str) -> Reply:
+        """A call to the workspace's ARM resource, with the management token."""
+        url = f"{self._management_endpoint}/{self._workspace_id}/{path}?api-version={self._arm_api_version}"
+        headers = {"Authorization": f"Bearer {self._bearer(self._management_token or self._token)}"}
+        return self._rest.send(method, url, headers=headers)
 
     @staticmethod
     def _bearer(token: Callable[[], str]) -> str:
@@ -210,22 +165,6 @@ class AzureMLBatchEndpoint:
             raise ScoringUnavailable(
                 f"could not get an Entra token ({type(exc).__name__}); is the Function App's managed identity on?",
                 ambiguous=False,
-            ) from None
-
-    def _send(self, method: str, url: str, headers: dict[str, str], body: dict[str, Any] | None) -> requests.Response:
-        data = None if body is None else json.dumps(body)
-        try:
-            return self._session.request(method, url, headers=headers, data=data, timeout=self._timeout)
-        except requests.exceptions.ConnectTimeout:
-            raise ScoringUnavailable(f"{method} {_safe(url)}: connect timeout", ambiguous=False) from None
-        except requests.exceptions.RetryError as exc:
-            raise ScoringUnavailable(f"{method} {_safe(url)}: gave up after retries ({exc})", ambiguous=False) from None
-        except requests.exceptions.ConnectionError as exc:
-            ambiguous = method == "POST" and not _never_connected(exc)
-            raise ScoringUnavailable(f"{method} {_safe(url)}: connection failed", ambiguous=ambiguous) from None
-        except requests.exceptions.Timeout:
-            raise ScoringUnavailable(
-                f"{method} {_safe(url)}: no response in {self._timeout:.0f}s", ambiguous=True
             ) from None
 
 
@@ -254,8 +193,8 @@ def parse_job(body: dict[str, Any]) -> RemoteJob:
     )
 
 
-def _raise_for_status(response: requests.Response, what: str) -> None:
-    status = response.status_code
+def _raise_for_status(response: Reply, what: str) -> None:
+    status = response.status
     if status in {200, 201, 202}:
         return
     message = _service_message(response)
@@ -266,7 +205,7 @@ def _raise_for_status(response: requests.Response, what: str) -> None:
     raise ScoringRequestError(f"Azure ML rejected the {what} request (HTTP {status}): {message}")
 
 
-def _service_message(response: requests.Response) -> str:
+def _service_message(response: Reply) -> str:
     """The service's own words: ARM-style `error.message`, else the raw text (some errors are not JSON)."""
     try:
         body = response.json()
@@ -280,11 +219,11 @@ def _service_message(response: requests.Response) -> str:
     return _truncate(json.dumps(body)) or ""
 
 
-def _json(response: requests.Response) -> dict[str, Any]:
+def _json(response: Reply) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
-        raise ScoringRequestError(f"Azure ML answered HTTP {response.status_code} with a non-JSON body") from None
+        raise ScoringRequestError(f"Azure ML answered HTTP {response.status} with a non-JSON body") from None
     if not isinstance(body, dict):
         raise ScoringRequestError("Azure ML answered with JSON that is not an object")
     return body
@@ -294,16 +233,3 @@ def _truncate(text: str | None) -> str | None:
     if text is None:
         return None
     return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT] + "..."
-
-
-def _safe(url: str) -> str:
-    return url.split("?", 1)[0]
-
-
-def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
-    """A refused or unresolvable connection never carried the request (urllib3's NewConnectionError,
-    which NameResolutionError extends); a dropped one (ProtocolError and the like) may have."""
-    cause = exc.args[0] if exc.args else None
-    if isinstance(cause, MaxRetryError):
-        cause = cause.reason
-    return isinstance(cause, NewConnectionError)

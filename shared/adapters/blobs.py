@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import TypedDict
 
@@ -18,7 +19,8 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 from shared.adapters.identity import storage_client
 from shared.adapters.storage_errors import storage_errors_translated, translated
 from shared.config import Settings
-from shared.errors import BlobChanged, BlobMissing, TransientError
+from shared.core.naming import HEALTH_PROBE_PREFIX
+from shared.errors import BlobChanged, BlobMissing, ResourceMissing, TransientError
 from shared.models import BlobInfo
 
 _COPY_WAIT_SECONDS = 600
@@ -32,6 +34,7 @@ class AzureBlobStore:
             settings.storage.blob_url,
             from_connection_string=BlobServiceClient.from_connection_string,
             from_url=lambda url, credential: BlobServiceClient(url, credential=credential),
+            client_id=settings.client_id,
         )
         return cls(service)
 
@@ -141,6 +144,17 @@ class AzureBlobStore:
         except (ResourceNotFoundError, ResourceModifiedError):
             return False
         return True
+
+    @storage_errors_translated
+    def probe_container(self, container: str) -> None:
+        client = self._service.get_container_client(container)
+        try:
+            client.get_container_properties()
+        except ResourceNotFoundError:
+            raise ResourceMissing(f"container {container} does not exist") from None
+        probe = f"{HEALTH_PROBE_PREFIX}/{uuid.uuid4().hex}"
+        client.upload_blob(probe, b"", overwrite=True)
+        client.delete_blob(probe)
 
     def _ensure_container(self, container: str) -> None:
         if container in self._containers:

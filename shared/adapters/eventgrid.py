@@ -15,7 +15,7 @@ from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 
 from shared.adapters.identity import credential
 from shared.config import Settings
-from shared.errors import TransientError
+from shared.errors import ResourceMissing, TopicAuthError, TransientError
 from shared.events import DATA_VERSION, OutEvent
 
 
@@ -25,9 +25,12 @@ class EventGridPublisher:
     @classmethod
     def from_settings(cls, settings: Settings) -> EventGridPublisher:
         """The topic key locally (config allows it only on loopback); the managed identity in Azure."""
-        key: AzureKeyCredential | TokenCredential
-        key = AzureKeyCredential(settings.eventgrid_topic_key) if settings.eventgrid_topic_key else credential()
-        return cls(EventGridPublisherClient(settings.eventgrid_topic_endpoint, key), schema=settings.event_schema)
+        auth: AzureKeyCredential | TokenCredential
+        if settings.eventgrid_topic_key:
+            auth = AzureKeyCredential(settings.eventgrid_topic_key)
+        else:
+            auth = credential(settings.client_id)
+        return cls(EventGridPublisherClient(settings.eventgrid_topic_endpoint, auth), schema=settings.event_schema)
 
     def __init__(self, client: EventGridPublisherClient, *, schema: str = "cloudevents") -> None:
         self._client = client
@@ -46,6 +49,24 @@ class EventGridPublisher:
             ) from None
         except HttpResponseError as exc:
             raise TransientError(f"Event Grid answered HTTP {exc.status_code}: {exc.reason}") from None
+        except AzureError as exc:
+            raise TransientError(f"Event Grid unreachable: {type(exc).__name__}") from None
+
+    def probe(self) -> None:
+        """Send a batch that is not an event: the topic checks the caller before the body, so 400 means
+        it accepted our identity and rejected the batch (nothing reaches a subscriber); 401/403 means
+        the identity may not publish."""
+        try:
+            self._client.send([{"dropscoreHealthProbe": "not an event; the topic must reject this batch"}])
+        except ClientAuthenticationError as exc:
+            raise TopicAuthError(f"Event Grid refused our identity (HTTP {exc.status_code})") from None
+        except HttpResponseError as exc:
+            if exc.status_code in {401, 403}:
+                raise TopicAuthError(f"Event Grid refused our identity (HTTP {exc.status_code})") from None
+            if exc.status_code == 404:
+                raise ResourceMissing("Event Grid has no topic at EVENTGRID_TOPIC_ENDPOINT (HTTP 404)") from None
+            if exc.status_code != 400:
+                raise TransientError(f"Event Grid answered HTTP {exc.status_code}: {exc.reason}") from None
         except AzureError as exc:
             raise TransientError(f"Event Grid unreachable: {type(exc).__name__}") from None
 

@@ -1,7 +1,9 @@
 """The app's Entra identity (azure-identity), and how storage clients authenticate.
 
-In Azure: DefaultAzureCredential (the Function App's managed identity; AZURE_CLIENT_ID picks a
-user-assigned one). On a workstation: your `az login`. Locally against Azurite: the connection string.
+In Azure: the Function App's user-assigned managed identity, named by its client id
+(`AZURE_CLIENT_ID`, `AzureWebJobsStorage__clientId`), so nothing depends on
+DefaultAzureCredential's probing order. With no client id: DefaultAzureCredential (a system-assigned
+identity in Azure, your `az login` on a workstation). Locally against Azurite: the connection string.
 """
 
 from __future__ import annotations
@@ -16,18 +18,26 @@ from shared.config import StorageSettings
 
 Client = TypeVar("Client")
 _lock = threading.Lock()
-_credential: TokenCredential | None = None
+_credentials: dict[str | None, TokenCredential] = {}
 
 
-def credential() -> TokenCredential:
-    """One credential per process: it caches tokens, so every client shares it."""
-    global _credential  # noqa: PLW0603 - one per worker process, built on first use
+def credential(client_id: str | None) -> TokenCredential:
+    """One credential per identity and process: it caches tokens, so every client shares it."""
     with _lock:
-        if _credential is None:
-            from azure.identity import DefaultAzureCredential  # heavy: only when Azure is really used
+        if client_id not in _credentials:
+            _credentials[client_id] = _new_credential(client_id)
+        return _credentials[client_id]
 
-            _credential = DefaultAzureCredential()
-        return _credential
+
+def _new_credential(client_id: str | None) -> TokenCredential:
+    # Imported here: azure-identity is heavy and only needed when Azure is really used (cold start).
+    if client_id:
+        from azure.identity import ManagedIdentityCredential
+
+        return ManagedIdentityCredential(client_id=client_id)
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
 
 
 def storage_client(
@@ -36,8 +46,11 @@ def storage_client(
     *,
     from_connection_string: Callable[[str], Client],
     from_url: Callable[[str, TokenCredential], Client],
+    client_id: str | None,
 ) -> Client:
-    """A connection string locally (Azurite); the service URL with the managed identity in Azure."""
+    """A connection string locally (Azurite); the service URL with the managed identity in Azure.
+
+    `AzureWebJobsStorage__clientId` (what the host uses) wins over the app's own client id."""
     if storage.connection_string:
         return from_connection_string(storage.connection_string)
-    return from_url(str(service_url), credential())
+    return from_url(str(service_url), credential(storage.client_id or client_id))

@@ -34,6 +34,9 @@ def translated(exc: AzureError) -> TransientError | StorageAuthError | StorageRe
     """The app's error for a storage failure azure-core has already retried."""
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return TransientError(f"storage unreachable: {type(exc).__name__}")
+    if isinstance(exc, ClientAuthenticationError) and exc.status_code is None:
+        # No HTTP status: the credential could not get a token and storage never answered (retry later).
+        return TransientError(f"could not get an Entra token for storage ({type(exc).__name__}); is the identity on?")
     if isinstance(exc, ClientAuthenticationError) or (
         isinstance(exc, HttpResponseError) and exc.status_code in {401, 403}
     ):
@@ -47,7 +50,7 @@ def translated(exc: AzureError) -> TransientError | StorageAuthError | StorageRe
 
 
 def _status(exc: AzureError) -> str:
-    return str(getattr(exc, "status_code", None) or "401")
+    return str(getattr(exc, "status_code", None))
 
 
 def storage_errors_translated(func: Callable[P, R]) -> Callable[P, R]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import fields, replace
 from datetime import UTC, datetime
@@ -29,7 +30,8 @@ from shared.adapters.identity import storage_client
 from shared.adapters.storage_errors import storage_errors_translated
 from shared.config import Settings
 from shared.core.completion import final_event_type
-from shared.errors import JobExists, StaleJob
+from shared.core.naming import HEALTH_PROBE_PREFIX
+from shared.errors import BlobChanged, BlobMissing, JobExists, ResourceMissing, StaleJob
 from shared.models import REMOTE_DONE, Job, JobState, Stage
 from shared.ports import ActiveEntry
 
@@ -49,6 +51,7 @@ class TableJobStore:
             settings.storage.table_url,
             from_connection_string=TableServiceClient.from_connection_string,
             from_url=lambda url, credential: TableServiceClient(url, credential=credential),
+            client_id=settings.client_id,
         )
         return cls(service, jobs_table=settings.jobs_table, active_table=settings.active_table)
 
@@ -122,13 +125,25 @@ class TableJobStore:
     def active(self) -> Iterator[ActiveEntry]:
         """Read the whole index before returning, so paging errors surface here as TransientError."""
         self._ensure_tables()
+        # Timestamp must be selected by name: without it the poller could not tell a row still being
+        # created from an orphan, and would keep orphans forever.
         query = self._active.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": ACTIVE_PARTITION}, select=["RowKey"]
+            "PartitionKey eq @pk", parameters={"pk": ACTIVE_PARTITION}, select=["RowKey", "Timestamp"]
         )
         entries = [
             ActiveEntry(entity["RowKey"], entity.metadata.get("timestamp") or datetime.now(UTC)) for entity in query
         ]
         return iter(entries)
+
+    @storage_errors_translated
+    def probe_table(self, table: str) -> None:
+        client = self._service.get_table_client(table)
+        probe = {"PartitionKey": HEALTH_PROBE_PREFIX, "RowKey": uuid.uuid4().hex}
+        try:
+            client.upsert_entity(probe)
+        except ResourceNotFoundError:
+            raise ResourceMissing(f"table {table} does not exist") from None
+        client.delete_entity(probe["PartitionKey"], probe["RowKey"])
 
     @storage_errors_translated
     def query(self, *, state: JobState | None, limit: int) -> list[Job]:
@@ -196,13 +211,19 @@ def from_entity(entity: Any) -> Job:
 
 
 def _stage_of_older_row(entity: Any, values: dict[str, Any]) -> Stage:
-    """Rows written before the stage column existed said the same thing with flags."""
+    """Rows written before the stage column existed said the same thing with flags. Some older versions
+    queued the final event before filing, so a queued event alone never means Filed: only a Completed
+    state, a recorded move, or an input that was not ours to move (nothing to file) does."""
     state: JobState = values["state"]
     if entity.get("finalized"):
         return Stage.DONE
-    if final_event_type(state).value in values.get("events_pending", ()):
-        return Stage.FILED  # the final event was queued in the write that filed the input
-    return Stage.ENDED if state in REMOTE_DONE else Stage.WORKING
+    if state not in REMOTE_DONE:
+        return Stage.WORKING
+    final_queued = final_event_type(state).value in values.get("events_pending", ())
+    nothing_to_move = final_queued and values.get("error_code") in {BlobChanged.code, BlobMissing.code}
+    if state == JobState.COMPLETED or values.get("archive_container") or nothing_to_move:
+        return Stage.FILED
+    return Stage.ENDED
 
 
 def _column(name: str) -> str:

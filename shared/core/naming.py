@@ -9,6 +9,8 @@ import uuid
 
 from shared.models import EventType
 
+#: Blobs, rows and messages the health check writes and deletes at once; intake never takes them for input.
+HEALTH_PROBE_PREFIX = "_dropscore-health"
 _NAMESPACE = uuid.UUID("6f1d2a52-8d3c-4f0e-9a57-3c1b0d9e5a41")
 _JOB_KEY_LENGTH = 40
 _JOB_KEY = re.compile(rf"[0-9a-f]{{{_JOB_KEY_LENGTH}}}")
@@ -82,3 +84,7 @@ def parse_completion_message(body: str) -> str:
     if not isinstance(message, dict) or not isinstance(message.get("jobId"), str) or not message["jobId"]:
         raise ValueError('a completion message is {"jobId": "<id>"}')
     return str(message["jobId"])
+
+
+def is_health_probe(name: str) -> bool:
+    return name.startswith(HEALTH_PROBE_PREFIX)

@@ -12,7 +12,8 @@ from shared.models import REMOTE_ACTIVE, REMOTE_DONE, Job, JobState, RemoteJob, 
 
 
 class PollStep(StrEnum):
-    """What one tick does for one active-index row; the values name the outcome in the tick's summary."""
+    """What one tick does for one active-index row. Steps that finish at once (being-created, index-healed,
+    submitting, ...) name the outcome in the tick's summary; the others report what they found."""
 
     BEING_CREATED = "being-created"  # no ledger row yet: the trigger writes the index row first
     REMOVE_ORPHAN = "orphan-removed"  # no ledger row, long past creation: drop the index row

@@ -24,6 +24,7 @@ from shared.csvfiles import (
 )
 from shared.errors import BlobChanged, BlobMissing, InputInvalid
 from shared.events import iso
+from shared.logcontext import about_job
 from shared.models import REMOTE_DONE, Job, JobState, Stage
 from shared.usecases.deps import Deps, retry_lost_races
 from shared.usecases.outbox import flush_events
@@ -33,11 +34,12 @@ log = logging.getLogger("dropscore")
 
 def complete(deps: Deps, job_id: str) -> Job | None:
     """A completion message: finish the job it names (a no-op for duplicates and unknown ids)."""
-    job = deps.store.get(job_id)
-    if job is None:
-        log.warning("completion for unknown job %s ignored", job_id)
-        return None
-    return retry_lost_races(deps, job, lambda current: _complete_once(deps, current))
+    with about_job(job_id):
+        job = deps.store.get(job_id)
+        if job is None:
+            log.warning("completion for unknown job %s ignored", job_id)
+            return None
+        return retry_lost_races(deps, job, lambda current: _complete_once(deps, current))
 
 
 def _complete_once(deps: Deps, job: Job) -> Job:
@@ -73,7 +75,7 @@ def finalize(deps: Deps, job: Job) -> Job:
     job = flush_events(deps, job)
     done = transitions.closed(job, deps.clock())
     if done is None:
-        return job  # an event is still pending: the next tick publishes it and closes the job
+        return job  # an event is still pending: a later tick publishes it; the next completion closes the job
     saved = deps.store.update(done)
     deps.store.unmark_active(job.job_id)
     log.info("job %s: %s and finalized", job.job_id, job.state.value)

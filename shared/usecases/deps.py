@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,9 +12,7 @@ from shared.core.polling import StuckPolicy
 from shared.core.submission import SubmitPlan
 from shared.errors import StaleJob
 from shared.models import Job
-from shared.ports import BlobStore, CompletionQueue, EventPublisher, JobStore, ScoringEndpoint
-
-log = logging.getLogger("dropscore")
+from shared.ports import BlobStore, CompletionQueue, EventPublisher, JobStore, ResourceReader, ScoringEndpoint
 
 T = TypeVar("T")
 MAX_RACES = 5
@@ -31,6 +28,7 @@ class Deps:
     scoring: ScoringEndpoint
     events: EventPublisher
     completions: CompletionQueue
+    resources: ResourceReader
     clock: Callable[[], datetime]
 
     @property

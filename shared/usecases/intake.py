@@ -10,7 +10,7 @@ import logging
 from dataclasses import replace
 
 from shared.core.decision import Action
-from shared.core.naming import repeatability_id, unquote_etag
+from shared.core.naming import is_health_probe, repeatability_id, unquote_etag
 from shared.core.submission import (
     IntakeStep,
     intake_step,
@@ -35,6 +35,7 @@ from shared.errors import (
     ScoringUnavailable,
     StaleJob,
 )
+from shared.logcontext import about_job
 from shared.models import BlobRef, InvokeRequest, Job, JobState, RemoteJob
 from shared.usecases.complete import end, finalize, request_completion
 from shared.usecases.deps import Deps, retry_lost_races
@@ -45,6 +46,9 @@ log = logging.getLogger("dropscore")
 
 def accept_blob(deps: Deps, *, container: str, name: str, size: int, etag: str | None, url: str) -> Job | None:
     """A blob appeared: record it once, validate it, submit it. Returns the job (None when ignored)."""
+    if is_health_probe(name):
+        log.info("ignored %s/%s: a health-check probe (written and deleted by the health check)", container, name)
+        return None
     if size == 0:
         log.info("ignored zero-byte blob %s/%s (an upload that has not committed data yet)", container, name)
         return None
@@ -55,21 +59,22 @@ def accept_blob(deps: Deps, *, container: str, name: str, size: int, etag: str |
             return None
         etag, size = info.etag, info.size
     ref = BlobRef(deps.blobs.account_name, container, name, unquote_etag(etag), size, url)
-    return advance(deps, _create_or_load(deps, ref))
-
-
-def _create_or_load(deps: Deps, ref: BlobRef) -> Job:
     fresh = received(ref, deps.clock())
+    with about_job(fresh.job_id):
+        return advance(deps, _create_or_load(deps, fresh))
+
+
+def _create_or_load(deps: Deps, fresh: Job) -> Job:
     job_id = fresh.job_id
     deps.store.mark_active(fresh)  # first: a crash after it leaves a row the poller heals, never a lost job
     try:
         job = deps.store.create(fresh)
-        log.info("job %s received for %s/%s (etag %s)", job_id, ref.container, ref.name, ref.etag)
+        log.info("job %s received for %s/%s (etag %s)", job_id, fresh.container, fresh.name, fresh.blob_etag)
     except JobExists:
         existing = deps.store.get(job_id)
         if existing is None:  # created and removed in between: treat as new next time
             raise StaleJob(f"job {job_id} vanished while it was being read") from None
-        log.info("job %s: duplicate trigger for %s/%s, state %s", job_id, ref.container, ref.name, existing.state)
+        log.info("job %s: duplicate trigger for %s/%s, state %s", job_id, fresh.container, fresh.name, existing.state)
         job = existing
     if job.finalized:
         deps.store.unmark_active(job_id)

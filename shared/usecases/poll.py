@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from shared.core.decision import Action, Decision
 from shared.core.polling import PollStep, completion_overdue, decide, poll_step, remote_missing, worth_writing
 from shared.errors import DropScoreError, PermanentError, RemoteJobNotFound, StaleJob, TransientError
+from shared.logcontext import about_job
 from shared.models import REMOTE_ACTIVE, Job
 from shared.ports import ActiveEntry
 from shared.usecases.complete import finalize, request_completion
@@ -46,7 +47,8 @@ def poll(deps: Deps) -> PollReport:
 def _poll_safely(deps: Deps, entry: ActiveEntry) -> str:
     job_id = entry.job_id
     try:
-        return poll_job(deps, job_id, indexed_at=entry.updated_at)
+        with about_job(job_id):
+            return poll_job(deps, job_id, indexed_at=entry.updated_at)
     except TransientError as exc:
         log.warning("poll: job %s: %s (will retry next tick)", job_id, exc.message)
         return "retry-later"

@@ -13,10 +13,14 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 
-from shared.adapters.azureml import AzureMLBatchEndpoint, CachedToken, invoke_body, retrying_session
+from shared.adapters.arm import ArmResources
+from shared.adapters.azureml import AzureMLBatchEndpoint, invoke_body
+from shared.adapters.rest import CachedToken, RestClient, retrying_session
 from shared.errors import (
+    AccessDenied,
     JobNameTaken,
     RemoteJobNotFound,
+    ResourceMissing,
     ScoringAuthError,
     ScoringRequestError,
     ScoringUnavailable,
@@ -107,7 +111,9 @@ REQUEST = InvokeRequest(
 
 def endpoint(base: str, retries: int = 3, timeout: float = 5.0) -> AzureMLBatchEndpoint:
     return AzureMLBatchEndpoint(
-        f"{base}/jobs", lambda: TOKEN, session=retrying_session(retries, backoff_factor=0.01), timeout=timeout
+        f"{base}/jobs",
+        lambda: TOKEN,
+        client=RestClient(retrying_session(retries, backoff_factor=0.01), timeout=timeout),
     )
 
 
@@ -277,7 +283,7 @@ def test_an_accepted_invoke_without_a_json_body_is_ambiguous(server: tuple[str, 
 def test_retry_after_is_capped() -> None:
     from urllib3.response import HTTPResponse
 
-    from shared.adapters.azureml import MAX_RETRY_AFTER_SECONDS, BoundedRetry
+    from shared.adapters.rest import MAX_RETRY_AFTER_SECONDS, BoundedRetry
 
     retry = BoundedRetry(total=1)
     assert retry.get_retry_after(HTTPResponse(headers={"Retry-After": "3600"})) == MAX_RETRY_AFTER_SECONDS
@@ -292,9 +298,42 @@ def test_no_token_means_nothing_is_sent(server: tuple[str, Script]) -> None:
     def no_token() -> str:
         raise ClientAuthenticationError("ManagedIdentityCredential authentication unavailable")
 
-    scoring = AzureMLBatchEndpoint(f"{base}/jobs", no_token, session=retrying_session(1, 0.01))
+    scoring = AzureMLBatchEndpoint(f"{base}/jobs", no_token, client=RestClient(retrying_session(1, 0.01)))
     with pytest.raises(ScoringUnavailable) as caught:
         scoring.invoke(REQUEST)
     assert caught.value.ambiguous is False
     assert "managed identity" in caught.value.message
     assert script.seen == []
+
+
+def test_arm_reads_say_missing_or_denied(server: tuple[str, Script]) -> None:
+    base, script = server
+    subscription = "/subscriptions/s/resourceGroups/r/providers/Microsoft.EventGrid/systemTopics/t/eventSubscriptions/b"
+    reader = ArmResources(base, lambda: TOKEN, client=RestClient(retrying_session(0)))
+    script.answers = [(200, {}, {"id": subscription}), (404, {}, {"error": {"code": "NotFound"}}), (403, {}, {})]
+    reader.probe_resource(subscription, api_version="2022-06-15")
+    with pytest.raises(ResourceMissing):
+        reader.probe_resource(subscription, api_version="2022-06-15")
+    with pytest.raises(AccessDenied, match="HTTP 403"):
+        reader.probe_resource(subscription, api_version="2022-06-15")
+    assert script.seen[0].path == f"{subscription}?api-version=2022-06-15"
+    assert script.seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_probes_read_the_deployment_and_datastore_through_arm(server: tuple[str, Script]) -> None:
+    base, script = server
+    scoring = AzureMLBatchEndpoint(f"{base}/jobs", lambda: TOKEN, workspace_id=WORKSPACE, management_endpoint=base)
+    script.answers = [(404, {}, {"error": {"code": "UserError", "message": "no job"}}), (200, {}, {}), (404, {}, {})]
+    scoring.probe_endpoint()  # a 404 for a job nobody has: the endpoint answers and takes our token
+    scoring.probe_deployment(endpoint_name="ep", deployment="blue")
+    with pytest.raises(ResourceMissing, match="no datastore outs"):
+        scoring.probe_datastore("outs")
+    paths = [seen.path for seen in script.seen]
+    assert paths[0].startswith("/jobs/dropscore-health-")
+    assert paths[1:] == [
+        f"{WORKSPACE}/batchEndpoints/ep/deployments/blue?api-version=2024-04-01",
+        f"{WORKSPACE}/datastores/outs?api-version=2024-04-01",
+    ]
+    script.answers = [(401, {}, {"error": {"code": "InvalidToken", "message": "bad"}})]
+    with pytest.raises(ScoringAuthError):
+        scoring.probe_endpoint()

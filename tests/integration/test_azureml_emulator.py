@@ -10,7 +10,8 @@ import requests
 
 from localdev.azurite import Azurite
 from localdev.demo.data import scoring_frame
-from shared.adapters.azureml import AzureMLBatchEndpoint, retrying_session
+from shared.adapters.azureml import AzureMLBatchEndpoint
+from shared.adapters.rest import RestClient, retrying_session
 from shared.errors import JobNameTaken, ScoringAuthError
 from shared.models import InvokeRequest, RemoteJob, RemoteStatus
 from tests.integration.batch_endpoint_support import (
@@ -36,7 +37,9 @@ def emulator(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def adapter(emulator: Emulator, token: str = TOKEN) -> AzureMLBatchEndpoint:
-    return AzureMLBatchEndpoint(emulator.scoring_uri, lambda: token, session=retrying_session(3, 0.05), timeout=10)
+    return AzureMLBatchEndpoint(
+        emulator.scoring_uri, lambda: token, client=RestClient(retrying_session(3, 0.05), timeout=10)
+    )
 
 
 def upload_input(emulator: Emulator, name: str) -> str:

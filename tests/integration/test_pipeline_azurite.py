@@ -22,7 +22,7 @@ from shared.core.naming import parse_completion_message
 from shared.models import EventType, InvokeRequest, JobState, RemoteStatus
 from shared.usecases import complete, intake, poll
 from shared.usecases.deps import Deps
-from tests.fakes import FakeClock, FakeEventPublisher, FakeScoringEndpoint
+from tests.fakes import FakeClock, FakeEventPublisher, FakeResources, FakeScoringEndpoint
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +68,7 @@ def env(azurite: Azurite) -> dict[str, object]:
         scoring=scoring,
         events=FakeEventPublisher(),
         completions=StorageCompletionQueue(queue),
+        resources=FakeResources(),
         clock=FakeClock(),
     )
     blob_service.create_container(settings.input_container)

@@ -146,7 +146,10 @@ def test_completion_messages_are_base64_json(azurite: Azurite) -> None:
     [
         ({"state": "Submitted"}, Stage.WORKING),
         ({"state": "Failed"}, Stage.ENDED),
-        ({"state": "Failed", "eventsPending": '["DropScore.JobFailed"]'}, Stage.FILED),
+        ({"state": "Failed", "eventsPending": '["DropScore.JobFailed"]'}, Stage.ENDED),  # queued early, not filed
+        ({"state": "Scored", "eventsPending": '["DropScore.JobCompleted"]'}, Stage.ENDED),
+        ({"state": "Failed", "eventsPending": '["DropScore.JobFailed"]', "archiveContainer": "failed"}, Stage.FILED),
+        ({"state": "Canceled", "eventsPending": '["DropScore.JobFailed"]', "errorCode": "BlobChanged"}, Stage.FILED),
         ({"state": "Completed", "eventsPending": '["DropScore.JobCompleted"]', "finalized": True}, Stage.DONE),
     ],
 )
@@ -171,3 +174,13 @@ def test_storage_refusals_leave_the_adapter_as_typed_errors(azurite: Azurite) ->
     blobs = AzureBlobStore(BlobServiceClient.from_connection_string(azurite.connection_string))
     with pytest.raises(StorageRequestError, match="HTTP 400"):
         blobs.write("Not_A_Container", "x.csv", b"a\n", content_type="text/csv")
+
+
+def test_an_active_row_reports_when_it_was_written_not_when_it_was_read(store: TableJobStore) -> None:
+    job = a_job("2" * 40)
+    store.mark_active(job)
+    (first,) = store.active()
+    (again,) = store.active()
+    # the index row's own Timestamp (the poller's grace for rows still being created), stable across reads
+    assert first.updated_at == again.updated_at
+    assert first.updated_at.tzinfo is not None

@@ -84,4 +84,5 @@ def test_the_python_313_worker_indexes_every_function(tmp_path: Path) -> None:
         "complete_job": ["queueTrigger"],
         "get_job": ["httpTrigger", "http"],
         "list_jobs": ["httpTrigger", "http"],
+        "health": ["httpTrigger", "http"],
     }

@@ -87,3 +87,24 @@ def test_required_columns_and_delimiter_parse() -> None:
     assert settings.csv_delimiter == "\t"
     with pytest.raises(ConfigError, match="twice"):
         Settings.from_env({**BASE_SETTINGS, "REQUIRED_COLUMNS": "a,a"})
+
+
+def test_identity_and_deployment_settings() -> None:
+    env = {k: v for k, v in BASE_SETTINGS.items() if k != "AzureWebJobsStorage"}
+    settings = Settings.from_env(
+        {
+            **env,
+            "AzureWebJobsStorage__accountName": "acct",
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": "cid",
+            "AZURE_CLIENT_ID": "app-cid",
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x;IngestionEndpoint=https://x",
+        }
+    )
+    assert (settings.storage.client_id, settings.client_id) == ("cid", "app-cid")
+    assert settings.batch_endpoint_name == "dropscore-ep"  # from the scoring URI's host
+    assert "InstrumentationKey" not in repr(settings)
+    with pytest.raises(ConfigError, match="__credential: 'connectionstring' is not managedidentity"):
+        Settings.from_env(
+            {**env, "AzureWebJobsStorage__accountName": "a", "AzureWebJobsStorage__credential": "connectionstring"}
+        )

@@ -25,8 +25,9 @@ SDK_OWNERS = {
     "azure.storage.queue": "shared/adapters/queues.py",
     "azure.eventgrid": "shared/adapters/eventgrid.py",
     "azure.identity": "shared/adapters/identity.py",
-    "requests": "shared/adapters/azureml.py",
-    "urllib3": "shared/adapters/azureml.py",
+    "azure.monitor": "shared/adapters/telemetry.py",
+    "requests": "shared/adapters/rest.py",
+    "urllib3": "shared/adapters/rest.py",
     "azure.functions": "function_app.py",
 }
 

@@ -36,12 +36,12 @@ def test_local_settings_build_connection_string_clients() -> None:
 
 
 def test_azure_settings_use_the_managed_identity_and_https(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(identity, "_credential", None)
+    monkeypatch.setattr(identity, "_credentials", {})
     env = {k: v for k, v in BASE_SETTINGS.items() if k != "AzureWebJobsStorage"}
     deps = runtime.build_deps(Settings.from_env({**env, "AzureWebJobsStorage__accountName": "dropscoredata"}))
     assert deps.blobs.account_name == "dropscoredata"
     assert deps.blobs.url("incoming", "x.csv") == "https://dropscoredata.blob.core.windows.net/incoming/x.csv"
-    assert type(identity._credential).__name__ == "DefaultAzureCredential"
+    assert [type(c).__name__ for c in identity._credentials.values()] == ["DefaultAzureCredential"]
 
 
 def test_deps_are_built_once_and_reset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,3 +52,25 @@ def test_deps_are_built_once_and_reset(monkeypatch: pytest.MonkeyPatch) -> None:
         assert runtime.deps() is runtime.deps()
     finally:
         runtime.reset()
+
+
+def test_a_user_assigned_identity_is_named_by_its_client_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(identity, "_credentials", {})
+    env = {k: v for k, v in BASE_SETTINGS.items() if k != "AzureWebJobsStorage"}
+    runtime.build_deps(
+        Settings.from_env(
+            {
+                **env,
+                "AzureWebJobsStorage__accountName": "dropscoredata",
+                "AzureWebJobsStorage__credential": "managedidentity",
+                "AzureWebJobsStorage__clientId": "11111111-1111-1111-1111-111111111111",
+                "AZURE_CLIENT_ID": "22222222-2222-2222-2222-222222222222",
+            }
+        )
+    )
+    built = {client_id: type(c).__name__ for client_id, c in identity._credentials.items()}
+    # storage follows the host's __clientId; Azure ML and Event Grid use the app's AZURE_CLIENT_ID
+    assert built == {
+        "11111111-1111-1111-1111-111111111111": "ManagedIdentityCredential",
+        "22222222-2222-2222-2222-222222222222": "ManagedIdentityCredential",
+    }

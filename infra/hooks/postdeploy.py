@@ -1,0 +1,262 @@
+"""Subscribe the blob trigger to BlobCreated events, after code deploy (azd `postdeploy` hook).
+
+The subscription's webhook needs the blob extension's system key, which the Functions host creates only
+once the code is running, so it cannot be part of infra/main.bicep. This script reads that key with
+`az functionapp keys list` and deploys infra/blob-subscription.bicep with it.
+
+The key never reaches a command line or the console: it goes from the CLI's captured output into a
+parameters file readable only by the current user, which is deleted as soon as the deployment returns.
+
+Inputs, in this order:
+  --deployment-name NAME  the outputs of `az deployment sub create --name NAME -f infra/main.bicep ...`
+  environment variables   what azd passes to hooks (main.bicep outputs, e.g. AZURE_FUNCTION_APP_NAME)
+  `azd env get-values`    when run by hand inside an azd project
+
+Standard library only, and `az` (plus `azd` for the last source); runs the same on Linux, macOS, Windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "blob-subscription.bicep"
+KEY_QUERY = "systemKeys.blobs_extension"
+KEY_ATTEMPTS = 10
+KEY_RETRY_SECONDS = 15.0
+
+Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+
+
+class HookError(Exception):
+    """A failure with a message that says what to do; the script prints it and exits 1."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the subscription template needs, from main.bicep's outputs."""
+
+    resource_group: str
+    function_app_name: str
+    function_app_hostname: str
+    function_name: str
+    system_topic_name: str
+    subscription_name: str
+    input_container: str
+    storage_account_id: str
+    dead_letter_container: str
+
+
+# Deployment field -> main.bicep output name (azd exports outputs under these names too).
+OUTPUT_NAMES = {
+    "resource_group": "AZURE_RESOURCE_GROUP",
+    "function_app_name": "AZURE_FUNCTION_APP_NAME",
+    "function_app_hostname": "AZURE_FUNCTION_APP_HOSTNAME",
+    "function_name": "BLOB_TRIGGER_FUNCTION_NAME",
+    "system_topic_name": "EVENTGRID_SYSTEM_TOPIC_NAME",
+    "subscription_name": "BLOB_EVENT_SUBSCRIPTION_NAME",
+    "input_container": "INPUT_CONTAINER_NAME",
+    "storage_account_id": "AZURE_STORAGE_ACCOUNT_ID",
+    "dead_letter_container": "DEAD_LETTER_CONTAINER_NAME",
+}
+
+
+def deployment_from_values(values: Mapping[str, str]) -> Deployment:
+    """Build the Deployment from output values; name every missing one at once."""
+    missing = [output for output in OUTPUT_NAMES.values() if not str(values.get(output, "")).strip()]
+    if missing:
+        raise HookError(
+            "missing deployment outputs: "
+            + ", ".join(missing)
+            + ". Run inside the azd environment that ran `azd provision`, or pass --deployment-name with the "
+            "name of your `az deployment sub create` deployment of infra/main.bicep."
+        )
+    return Deployment(**{field: str(values[output]).strip() for field, output in OUTPUT_NAMES.items()})
+
+
+def values_from_arm_outputs(outputs: Mapping[str, Mapping[str, object]]) -> dict[str, str]:
+    """`az deployment sub show --query properties.outputs` gives {name: {type, value}}."""
+    return {name: str(output.get("value", "")) for name, output in outputs.items()}
+
+
+def arm_outputs_command(*, az: str, deployment_name: str) -> list[str]:
+    return [
+        az, "deployment", "sub", "show",
+        "--name", deployment_name,
+        "--query", "properties.outputs",
+        "--output", "json",
+    ]  # fmt: skip
+
+
+def azd_values_command(*, azd: str) -> list[str]:
+    return [azd, "env", "get-values", "--output", "json"]
+
+
+def key_command(*, az: str, deployment: Deployment) -> list[str]:
+    return [
+        az, "functionapp", "keys", "list",
+        "--resource-group", deployment.resource_group,
+        "--name", deployment.function_app_name,
+        "--query", KEY_QUERY,
+        "--output", "tsv",
+    ]  # fmt: skip
+
+
+def subscription_parameters(*, deployment: Deployment, blob_extension_key: str) -> dict[str, object]:
+    """The ARM parameters file for infra/blob-subscription.bicep (holds the key: write it privately)."""
+    values = {
+        "systemTopicName": deployment.system_topic_name,
+        "subscriptionName": deployment.subscription_name,
+        "functionAppHostName": deployment.function_app_hostname,
+        "functionName": deployment.function_name,
+        "blobExtensionKey": blob_extension_key,
+        "inputContainerName": deployment.input_container,
+        "storageAccountId": deployment.storage_account_id,
+        "deadLetterContainerName": deployment.dead_letter_container,
+    }
+    return {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {name: {"value": value} for name, value in values.items()},
+    }
+
+
+def deploy_command(*, az: str, deployment: Deployment, template: Path, parameters_file: Path) -> list[str]:
+    # --output none: the CLI echoes nothing of the deployment (secure parameters are never returned anyway).
+    return [
+        az, "deployment", "group", "create",
+        "--resource-group", deployment.resource_group,
+        "--name", f"blob-subscription-{deployment.subscription_name}"[:64],
+        "--template-file", str(template),
+        "--parameters", f"@{parameters_file}",
+        "--output", "none",
+        "--only-show-errors",
+    ]  # fmt: skip
+
+
+def write_private_json(document: Mapping[str, object]) -> Path:
+    """A temp file only the current user can read (mkstemp creates it with mode 0600)."""
+    handle, name = tempfile.mkstemp(prefix="dropscore-blob-subscription-", suffix=".json")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        json.dump(document, stream)
+    return Path(name)
+
+
+def redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def run_cli(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run a CLI command, capturing its output (nothing of it is printed unless it fails)."""
+    return subprocess.run(list(argv), capture_output=True, text=True, check=False)  # noqa: S603
+
+
+def find_tool(name: str, *, hint: str) -> str:
+    """The full path (on Windows, `az` is az.cmd, which subprocess finds only by its full name)."""
+    path = shutil.which(name)
+    if not path:
+        raise HookError(f"`{name}` was not found on PATH. {hint}")
+    return path
+
+
+def read_blob_extension_key(
+    *,
+    az: str,
+    deployment: Deployment,
+    runner: Runner = run_cli,
+    sleep: Callable[[float], None] = time.sleep,
+    attempts: int = KEY_ATTEMPTS,
+    retry_seconds: float = KEY_RETRY_SECONDS,
+) -> str:
+    """The host creates the key when the blob trigger first loads, which can lag the deploy: retry."""
+    command = key_command(az=az, deployment=deployment)
+    for attempt in range(1, attempts + 1):
+        result = runner(command)
+        key = result.stdout.strip()
+        if result.returncode != 0:
+            raise HookError(
+                f"`az functionapp keys list` failed for {deployment.function_app_name} "
+                f"(resource group {deployment.resource_group}): {result.stderr.strip()}. "
+                "Are you logged in (`az login`) to the subscription of the deployment?"
+            )
+        if key:
+            return key
+        if attempt < attempts:
+            print(f"blobs_extension key not there yet (attempt {attempt}/{attempts}); retrying", file=sys.stderr)
+            sleep(retry_seconds)
+    raise HookError(
+        f"{deployment.function_app_name} has no blobs_extension system key after {attempts} attempts. The host "
+        "creates it when it loads the blob trigger: check that the code deployed (`az functionapp function list "
+        f"-g {deployment.resource_group} -n {deployment.function_app_name}` lists on_input_blob) and that the "
+        "app can reach its storage, then run this script again."
+    )
+
+
+def create_subscription(
+    *, az: str, deployment: Deployment, blob_extension_key: str, runner: Runner = run_cli, template: Path = TEMPLATE
+) -> None:
+    parameters_file = write_private_json(
+        subscription_parameters(deployment=deployment, blob_extension_key=blob_extension_key)
+    )
+    command = deploy_command(az=az, deployment=deployment, template=template, parameters_file=parameters_file)
+    try:
+        result = runner(command)
+    finally:
+        parameters_file.unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise HookError(
+            f"deploying {template.name} failed: {redact(result.stderr.strip(), blob_extension_key)}. "
+            "Event Grid validates the webhook when the subscription is created: the app must be running and "
+            "reachable, and the key current (run this script again after a key rotation)."
+        )
+
+
+def load_values(*, deployment_name: str | None, environ: Mapping[str, str], runner: Runner) -> Mapping[str, str]:
+    if deployment_name:
+        az = find_tool("az", hint="Install the Azure CLI: https://aka.ms/azure-cli")
+        result = runner(arm_outputs_command(az=az, deployment_name=deployment_name))
+        if result.returncode != 0:
+            raise HookError(f"`az deployment sub show --name {deployment_name}` failed: {result.stderr.strip()}")
+        return values_from_arm_outputs(json.loads(result.stdout or "{}") or {})
+    if all(environ.get(output) for output in OUTPUT_NAMES.values()):
+        return environ
+    azd = shutil.which("azd")
+    if not azd:
+        return environ  # deployment_from_values names what is missing
+    result = runner(azd_values_command(azd=azd))
+    if result.returncode != 0:
+        raise HookError(f"`azd env get-values` failed: {result.stderr.strip()}")
+    return {**json.loads(result.stdout or "{}"), **{k: v for k, v in environ.items() if v}}
+
+
+def main(argv: Sequence[str] | None = None, *, runner: Runner = run_cli) -> int:
+    parser = argparse.ArgumentParser(description="Create dropscore's BlobCreated Event Grid subscription.")
+    parser.add_argument("--deployment-name", help="name of the `az deployment sub create` deployment of main.bicep")
+    args = parser.parse_args(argv)
+    try:
+        values = load_values(deployment_name=args.deployment_name, environ=os.environ, runner=runner)
+        deployment = deployment_from_values(values)
+        az = find_tool("az", hint="Install the Azure CLI: https://aka.ms/azure-cli")
+        key = read_blob_extension_key(az=az, deployment=deployment, runner=runner)
+        create_subscription(az=az, deployment=deployment, blob_extension_key=key, runner=runner)
+    except HookError as exc:
+        print(f"postdeploy: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"postdeploy: BlobCreated subscription {deployment.subscription_name} on {deployment.system_topic_name} "
+        f"delivers *.csv uploads in {deployment.input_container}/ to {deployment.function_name}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

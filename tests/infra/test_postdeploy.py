@@ -1,0 +1,197 @@
+"""infra/hooks/postdeploy.py: the commands it builds, and that the blob extension key never reaches a command line."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.infra.bicep import INFRA, parse
+
+KEY = "s3cr3t-blobs-extension-key=="
+OUTPUTS = {
+    "AZURE_RESOURCE_GROUP": "rg-dropscore-dev",
+    "AZURE_FUNCTION_APP_NAME": "func-dropscore-abc",
+    "AZURE_FUNCTION_APP_HOSTNAME": "func-dropscore-abc.azurewebsites.net",
+    "BLOB_TRIGGER_FUNCTION_NAME": "on_input_blob",
+    "EVENTGRID_SYSTEM_TOPIC_NAME": "evgst-dropscore-abc",
+    "BLOB_EVENT_SUBSCRIPTION_NAME": "dropscore-incoming-csv",
+    "INPUT_CONTAINER_NAME": "incoming",
+    "AZURE_STORAGE_ACCOUNT_ID": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st",
+    "DEAD_LETTER_CONTAINER_NAME": "eventgrid-deadletter",
+}
+
+
+def load_hook() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("postdeploy_hook", INFRA / "hooks" / "postdeploy.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+hook = load_hook()
+
+
+class FakeCli:
+    """Answers az calls by their verb; records every argv and what the parameters file held at call time."""
+
+    def __init__(self, *, keys: Sequence[str] = (KEY,), deploy_returncode: int = 0, deploy_stderr: str = "") -> None:
+        self.keys = list(keys)
+        self.deploy_returncode = deploy_returncode
+        self.deploy_stderr = deploy_stderr
+        self.calls: list[list[str]] = []
+        self.parameters_seen: list[tuple[str, dict[str, object], int]] = []
+
+    def __call__(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        argv = list(argv)
+        self.calls.append(argv)
+        if argv[1:4] == ["functionapp", "keys", "list"]:
+            return subprocess.CompletedProcess(argv, 0, self.keys.pop(0) + "\n", "")
+        if argv[1:4] == ["deployment", "group", "create"]:
+            path = argv[argv.index("--parameters") + 1].removeprefix("@")
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            self.parameters_seen.append((path, json.loads(Path(path).read_text()), mode))
+            return subprocess.CompletedProcess(argv, self.deploy_returncode, "", self.deploy_stderr)
+        if argv[1:4] == ["deployment", "sub", "show"]:
+            outputs = {name: {"type": "String", "value": value} for name, value in OUTPUTS.items()}
+            return subprocess.CompletedProcess(argv, 0, json.dumps(outputs), "")
+        raise AssertionError(f"unexpected command {argv}")
+
+
+def deployment() -> Any:
+    """The hook's Deployment (its class is loaded from a file, so no static type)."""
+    return hook.deployment_from_values(OUTPUTS)
+
+
+def test_key_command_reads_only_the_blobs_extension_key() -> None:
+    assert hook.key_command(az="az", deployment=deployment()) == [
+        "az", "functionapp", "keys", "list",
+        "--resource-group", "rg-dropscore-dev",
+        "--name", "func-dropscore-abc",
+        "--query", "systemKeys.blobs_extension",
+        "--output", "tsv",
+    ]  # fmt: skip
+
+
+def test_deploy_command_passes_parameters_by_file_and_prints_nothing() -> None:
+    command = hook.deploy_command(
+        az="az",
+        deployment=deployment(),
+        template=Path("infra/blob-subscription.bicep"),
+        parameters_file=Path("/tmp/p.json"),
+    )
+    assert command[:4] == ["az", "deployment", "group", "create"]
+    assert command[command.index("--resource-group") + 1] == "rg-dropscore-dev"
+    assert command[command.index("--template-file") + 1] == "infra/blob-subscription.bicep"
+    assert command[command.index("--parameters") + 1] == "@/tmp/p.json"
+    assert command[command.index("--output") + 1] == "none"
+
+
+def test_parameters_match_the_subscription_template() -> None:
+    document = hook.subscription_parameters(deployment=deployment(), blob_extension_key=KEY)
+    parameters = {name: entry["value"] for name, entry in document["parameters"].items()}
+    declared = parse("blob-subscription.bicep")["parameters"]
+    required = {name for name, p in declared.items() if p.get("default") is None}
+    assert required <= set(parameters) <= set(declared)
+    assert parameters["blobExtensionKey"] == KEY
+    assert parameters["functionAppHostName"] == "func-dropscore-abc.azurewebsites.net"
+    assert parameters["inputContainerName"] == "incoming"
+
+
+def test_the_outputs_the_hook_reads_are_outputs_of_main_bicep() -> None:
+    assert set(hook.OUTPUT_NAMES.values()) <= set(parse("main.bicep")["outputs"])
+
+
+def test_missing_outputs_are_named_together() -> None:
+    values = {k: v for k, v in OUTPUTS.items() if k not in {"AZURE_RESOURCE_GROUP", "INPUT_CONTAINER_NAME"}}
+    with pytest.raises(hook.HookError, match="AZURE_RESOURCE_GROUP, INPUT_CONTAINER_NAME"):
+        hook.deployment_from_values(values)
+
+
+def test_create_subscription_keeps_the_key_off_argv_in_a_private_file_it_deletes() -> None:
+    cli = FakeCli()
+    hook.create_subscription(az="az", deployment=deployment(), blob_extension_key=KEY, runner=cli)
+    assert all(KEY not in arg for call in cli.calls for arg in call)
+    [(path, document, mode)] = cli.parameters_seen
+    assert document["parameters"]["blobExtensionKey"]["value"] == KEY
+    if os.name == "posix":
+        assert mode == 0o600
+    assert not Path(path).exists()
+
+
+def test_a_failed_deployment_still_deletes_the_file_and_redacts_the_key() -> None:
+    cli = FakeCli(deploy_returncode=1, deploy_stderr=f"ERROR: validation of https://x/?code={KEY} failed")
+    with pytest.raises(hook.HookError) as raised:
+        hook.create_subscription(az="az", deployment=deployment(), blob_extension_key=KEY, runner=cli)
+    assert KEY not in str(raised.value)
+    assert "***" in str(raised.value)
+    assert "validates the webhook" in str(raised.value)
+    assert not Path(cli.parameters_seen[0][0]).exists()
+
+
+def test_the_key_is_awaited_while_the_host_creates_it() -> None:
+    cli, pauses = FakeCli(keys=["", "", KEY]), []
+    key = hook.read_blob_extension_key(az="az", deployment=deployment(), runner=cli, sleep=pauses.append)
+    assert key == KEY
+    assert len(pauses) == 2
+
+
+def test_no_key_after_every_attempt_says_what_to_check() -> None:
+    cli = FakeCli(keys=["", ""])
+    with pytest.raises(hook.HookError, match=r"no blobs_extension system key after 2 attempts.*on_input_blob"):
+        hook.read_blob_extension_key(az="az", deployment=deployment(), runner=cli, sleep=lambda _: None, attempts=2)
+
+
+def test_a_failing_key_listing_is_reported_with_the_login_hint() -> None:
+    def runner(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(list(argv), 1, "", "AuthorizationFailed")
+
+    with pytest.raises(hook.HookError, match=r"AuthorizationFailed.*az login"):
+        hook.read_blob_extension_key(az="az", deployment=deployment(), runner=runner, sleep=lambda _: None)
+
+
+def test_main_from_a_cli_deployment_end_to_end(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(hook.shutil, "which", lambda name: f"/usr/bin/{name}")
+    for name in OUTPUTS:
+        monkeypatch.delenv(name, raising=False)
+    cli = FakeCli()
+    assert hook.main(["--deployment-name", "dropscore-dev"], runner=cli) == 0
+    verbs = [call[1:4] for call in cli.calls]
+    assert verbs == [["deployment", "sub", "show"], ["functionapp", "keys", "list"], ["deployment", "group", "create"]]
+    assert cli.calls[0][cli.calls[0].index("--name") + 1] == "dropscore-dev"
+    printed = capsys.readouterr()
+    assert KEY not in printed.out + printed.err
+    assert "dropscore-incoming-csv" in printed.out
+
+
+def test_main_under_azd_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hook.shutil, "which", lambda name: f"/usr/bin/{name}")
+    for name, value in OUTPUTS.items():
+        monkeypatch.setenv(name, value)
+    cli = FakeCli()
+    assert hook.main([], runner=cli) == 0
+    assert [call[1:4] for call in cli.calls] == [["functionapp", "keys", "list"], ["deployment", "group", "create"]]
+
+
+def test_main_without_az_explains_and_fails(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(hook.shutil, "which", lambda name: None)
+    for name, value in OUTPUTS.items():
+        monkeypatch.setenv(name, value)
+    assert hook.main([], runner=FakeCli()) == 1
+    assert "`az` was not found on PATH" in capsys.readouterr().err
