@@ -80,6 +80,20 @@ def complete_job(message: func.QueueMessage) -> None:
     complete.complete(runtime.deps(), job_id)
 
 
+@app.function_name("give_up_completion")
+@app.queue_trigger(arg_name="message", queue_name="%COMPLETIONS_QUEUE%-poison", connection="AzureWebJobsStorage")
+def give_up_completion(message: func.QueueMessage) -> None:
+    """A completion message failed every delivery (the host moved it to the poison queue): the job ends
+    Failed (CompletionGaveUp), its input is filed and JobFailed published. Never left alone there."""
+    try:
+        job_id = parse_completion_message(message.get_body().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        log.error("give_up_completion: dropped malformed poisoned message %s: %s", message.id, exc)
+        return
+    why = f"the completion message failed {message.dequeue_count or 'every'} deliveries and reached the poison queue"
+    complete.give_up(runtime.deps(), job_id, why=why)
+
+
 @app.function_name("get_job")
 @app.route(route="jobs/{id}", methods=["GET"])
 def get_job(req: func.HttpRequest) -> func.HttpResponse:

@@ -1,4 +1,4 @@
-"""`python -m localdev up | down | status | demo` (see docs/local-development.md)."""
+"""`python -m localdev up | down | status | demo | chaos` (see docs/local-development.md)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run localdev/demo/diamonds.csv end to end on a fresh stack")
     demo.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="the demo stack goes in DIR/demo-<timestamp>")
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the job")
+
+    from localdev.chaos.cli import add_chaos_parser
+
+    add_chaos_parser(commands)
     return parser
 
 
@@ -102,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         report, _ = status(args.dir)
         print(report)
         return 0
+    if args.command == "chaos":
+        from localdev.chaos.cli import run as run_chaos
+
+        return run_chaos(args)
     from localdev.stack_demo import run_demo
 
     return run_demo(args.dir.resolve(), timeout=args.timeout)

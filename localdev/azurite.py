@@ -41,11 +41,18 @@ class Azurite:
         self.service.stop()
 
 
-def start_azurite(log_path: Path, data_dir: Path | None = None, timeout: float = 60.0) -> Azurite:
-    """Start Azurite on free ports: in memory, or persisted under `data_dir`."""
+def start_azurite(
+    log_path: Path,
+    data_dir: Path | None = None,
+    timeout: float = 60.0,
+    *,
+    ports: tuple[int, int, int] | None = None,
+) -> Azurite:
+    """Start Azurite on free ports (or on `ports`: blob, queue, table, to bring a stopped one back where
+    its clients expect it): in memory, or persisted under `data_dir`."""
     if not AZURITE_BIN.exists():
         raise ServiceStartError(f"azurite: {AZURITE_BIN} is missing; run `npm ci` in {REPO_ROOT}")
-    ports = free_port(), free_port(), free_port()
+    ports = ports or (free_port(), free_port(), free_port())
     argv = [str(AZURITE_BIN), "--silent", "--skipApiVersionCheck", "--disableTelemetry", "--loose"]
     argv += ["--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1"]
     argv += ["--blobPort", str(ports[0]), "--queuePort", str(ports[1]), "--tablePort", str(ports[2])]

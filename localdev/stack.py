@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 from localdev.batch_endpoint.config import WORKSPACE_ID as EMULATED_WORKSPACE_ID
 from localdev.procs import REPO_ROOT, Service, ServiceStartError
@@ -246,20 +247,13 @@ def _refuse_if_running(paths: StackPaths) -> None:
 
 
 def _start_parts(paths: StackPaths, options: StackOptions, started: list[Part], say: Callable[[str], None]) -> Stack:
-    from localdev.azurite import start_azurite
-
     def track(part: Part) -> None:
         started.append(part)
         # Written after every part so `down` can stop a stack whose `up` was killed midway.
         _write_state(paths, started)
 
     say("starting azurite ...")
-    try:
-        azurite = start_azurite(paths.log("azurite"), data_dir=paths.root / "azurite", timeout=options.timeout)
-    except ServiceStartError as exc:
-        raise _fail_part("azurite", paths.log("azurite"), exc) from None
-    track(_record(azurite.service, f"http://127.0.0.1:{azurite.blob_port}"))
-    connection = azurite.connection_string
+    connection = _start_azurite(paths, options, track)
     settings = {**sample_settings(), **options.app_settings}
     _create_storage(connection, settings)
 
@@ -317,6 +311,25 @@ def _start_parts(paths: StackPaths, options: StackOptions, started: list[Part], 
     }
     _write_private(paths.env_file, "".join(f"{key}={value}\n" for key, value in env.items()))
     return Stack(paths, list(started), env, app_env)
+
+
+def _start_azurite(
+    paths: StackPaths,
+    options: StackOptions,
+    track: Callable[[Part], None],
+    *,
+    ports: tuple[int, int, int] | None = None,
+) -> str:
+    """Azurite, persisted in <dir>/azurite; returns its connection string."""
+    from localdev.azurite import start_azurite
+
+    log = paths.log("azurite")
+    try:
+        azurite = start_azurite(log, data_dir=paths.root / "azurite", timeout=options.timeout, ports=ports)
+    except ServiceStartError as exc:
+        raise _fail_part("azurite", log, exc) from None
+    track(_record(azurite.service, f"http://127.0.0.1:{azurite.blob_port}"))
+    return azurite.connection_string
 
 
 def _create_storage(connection: str, settings: dict[str, str]) -> None:
@@ -380,7 +393,9 @@ def _start_batch_endpoint(
     return scoring_uri
 
 
-def _start_eventgrid(paths: StackPaths, options: StackOptions, key: str, track: Callable[[Part], None]) -> str:
+def _start_eventgrid(
+    paths: StackPaths, options: StackOptions, key: str, track: Callable[[Part], None], *, port: int | None = None
+) -> str:
     from localdev.eventgrid.launcher import start_eventgrid
 
     log = paths.log("eventgrid")
@@ -391,6 +406,7 @@ def _start_eventgrid(paths: StackPaths, options: StackOptions, key: str, track: 
             events_log=paths.events_log,
             dead_letter_dir=paths.root / "eventgrid" / "dead-letter",
             state_dir=paths.root / "eventgrid" / "state",
+            port=port,
             timeout=options.timeout,
         )
     except ServiceStartError as exc:
@@ -400,7 +416,12 @@ def _start_eventgrid(paths: StackPaths, options: StackOptions, key: str, track: 
 
 
 def _start_functions_host(
-    paths: StackPaths, options: StackOptions, app_env: dict[str, str], track: Callable[[Part], None]
+    paths: StackPaths,
+    options: StackOptions,
+    app_env: dict[str, str],
+    track: Callable[[Part], None],
+    *,
+    port: int | None = None,
 ) -> str:
     from localdev.functions_host.launcher import start_functions_host
 
@@ -413,6 +434,7 @@ def _start_functions_host(
             keys_file=paths.keys_file,
             blob_scan_interval=options.blob_scan_interval,
             host_id=HOST_ID,
+            port=port,
             timeout=options.timeout,
         )
     except ServiceStartError as exc:
@@ -512,6 +534,66 @@ def down(directory: Path) -> list[str]:
         paths.env_file.unlink(missing_ok=True)
         paths.local_settings.unlink(missing_ok=True)
     return lines
+
+
+# ---------------------------------------------------------------- one part at a time (the chaos test)
+
+#: The parts `stop_part` and `start_part` can take down and bring back on their own.
+RESTARTABLE = ("azurite", "eventgrid", "functions-host")
+
+
+def _recorded_part(paths: StackPaths, name: str) -> tuple[list[Part], Part]:
+    if name not in RESTARTABLE:
+        raise StackError(f"{name} cannot be stopped and started on its own (only {', '.join(RESTARTABLE)})")
+    parts = read_parts(paths)
+    part = next((p for p in parts if p.name == name), None)
+    if part is None:
+        raise StackError(f"no {name} recorded in {paths.state_file}")
+    return parts, part
+
+
+def stop_part(directory: Path, name: str, *, crash: bool = False) -> Part:
+    """Stop one part of a running stack, keeping its record so `start_part` can bring it back where it
+    was. `crash=True` is `kill -9` of its process group: nothing gets to flush or clean up."""
+    paths = StackPaths.at(directory)
+    with stack_lock(paths):
+        _, part = _recorded_part(paths, name)
+        if part.running and not stop_group(part.pid, crash=crash):
+            raise StackError(f"{name} (pid {part.pid}) could not be stopped")
+    return part
+
+
+def start_part(options: StackOptions, name: str) -> Part:
+    """Start one stopped part of the stack in `options.directory` again, on the port(s) its clients
+    already use, with the data, settings and keys `up` gave it; stack.json records the new process.
+    `options` must be the ones `up` was given (the dev host's scan interval, the timeout)."""
+    paths = StackPaths.at(options.directory)
+    with stack_lock(paths):
+        parts, old = _recorded_part(paths, name)
+        if old.running:
+            raise StackError(f"{name} is still running (pid {old.pid}); stop it first")
+        env = read_env(paths)
+        port = urlsplit(old.url).port
+        restarted: list[Part] = []
+        if name == "azurite":
+            _start_azurite(paths, options, restarted.append, ports=_azurite_ports(env))
+        elif name == "eventgrid":
+            _start_eventgrid(paths, options, env["EVENTGRID_TOPIC_KEY"], restarted.append, port=port)
+        else:
+            app_env = json.loads(paths.local_settings.read_text(encoding="utf-8"))["Values"]
+            _start_functions_host(paths, options, app_env, restarted.append, port=port)
+        [new] = restarted
+        _write_state(paths, [new if p.name == name else p for p in parts])
+    return new
+
+
+def _azurite_ports(env: dict[str, str]) -> tuple[int, int, int]:
+    """Blob, queue and table ports, from the connection string every client of the stack holds."""
+    fields = dict(item.split("=", 1) for item in env["AZURE_STORAGE_CONNECTION_STRING"].split(";") if "=" in item)
+    blob, queue, table = (urlsplit(fields[f"{service}Endpoint"]).port for service in ("Blob", "Queue", "Table"))
+    if not (blob and queue and table):
+        raise StackError("the connection string in stack.env does not name a port for every Azurite service")
+    return blob, queue, table
 
 
 # ---------------------------------------------------------------- status

@@ -72,10 +72,12 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def stop_group(pid: int, timeout: float = 15.0) -> bool:
+def stop_group(pid: int, timeout: float = 15.0, *, crash: bool = False) -> bool:
     """SIGTERM the process group led by `pid` (each part runs in its own session), SIGKILL what is
-    left after `timeout`. Returns True when nothing of the group is left running."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+    left after `timeout`; with `crash`, SIGKILL at once (`kill -9`: nothing gets to clean up, as in a
+    crash). Returns True when nothing of the group is left running."""
+    steps = ((signal.SIGKILL, 5.0),) if crash else ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0))
+    for sig, wait in steps:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
         deadline = time.monotonic() + wait

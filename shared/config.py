@@ -14,6 +14,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from shared.errors import ConfigError
+from shared.redaction import shown_value
 
 T = TypeVar("T")
 
@@ -22,6 +23,16 @@ _CONTAINER_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 _TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _QUEUE_RE = _CONTAINER_RE
 _LOOPBACK_HOSTS = {"localhost", "::1", "[::1]"}
+
+
+class _Invalid(ValueError):
+    """A parser's complaint that names the value: the reader fills `template`'s `{value}` slot, because
+    only it knows the setting's name and so whether the value may be shown at all (`shown_value`)."""
+
+    def __init__(self, value: str, template: str) -> None:
+        super().__init__(template)
+        self.value = value
+        self.template = template
 
 
 def is_loopback_url(url: str) -> bool:
@@ -72,6 +83,8 @@ class Settings:
     submit_lease_seconds: int
     submit_max_attempts: int
     completion_redelivery_seconds: int
+    completion_max_attempts: int
+    outbox_grace_seconds: int
     required_columns: tuple[str, ...]
     max_input_bytes: int
     csv_delimiter: str
@@ -119,6 +132,8 @@ class Settings:
             submit_lease_seconds=reader.get("SUBMIT_LEASE_SECONDS", "300", _bounded_int(1, 86400)),
             submit_max_attempts=reader.get("SUBMIT_MAX_ATTEMPTS", "5", _bounded_int(1, 100)),
             completion_redelivery_seconds=reader.get("COMPLETION_REDELIVERY_SECONDS", "600", _bounded_int(1, 86400)),
+            completion_max_attempts=reader.get("COMPLETION_MAX_ATTEMPTS", "5", _bounded_int(1, 100)),
+            outbox_grace_seconds=reader.get("OUTBOX_GRACE_SECONDS", "60", _bounded_int(1, 3600)),
             required_columns=reader.get("REQUIRED_COLUMNS", "", _column_list),
             max_input_bytes=reader.get("MAX_INPUT_BYTES", str(1024**3), _bounded_int(1, 5 * 1024**4)),
             csv_delimiter=reader.get("CSV_DELIMITER", ",", _delimiter),
@@ -154,7 +169,7 @@ class _Reader:
         try:
             return parse(raw if raw is not None else default)
         except ValueError as exc:
-            self.problems.append(f"{key}: {exc}")
+            self.problems.append(_problem(key, raw, exc))
             return parse(default)
 
     def require(self, key: str, parse: Callable[[str], str]) -> str:
@@ -165,12 +180,22 @@ class _Reader:
         try:
             return parse(raw)
         except ValueError as exc:
-            self.problems.append(f"{key}: {exc}")
+            self.problems.append(_problem(key, raw, exc))
             return raw
 
     def raise_if_problems(self) -> None:
         if self.problems:
             raise ConfigError(self.problems)
+
+
+def _problem(key: str, raw: str | None, exc: ValueError) -> str:
+    """`KEY: what is wrong`, with the value only as `shown_value` allows."""
+    if isinstance(exc, _Invalid):
+        return f"{key}: {exc.template.format(value=shown_value(key, exc.value))}"
+    message = str(exc)
+    if raw:  # a parser that quoted the value itself
+        message = message.replace(repr(raw), shown_value(key, raw))
+    return f"{key}: {message}"
 
 
 def _storage(reader: _Reader) -> StorageSettings:
@@ -179,9 +204,8 @@ def _storage(reader: _Reader) -> StorageSettings:
         return StorageSettings(connection, None, None, None)
     credential = reader.optional(f"{STORAGE}__credential")
     if credential is not None and credential.lower() != "managedidentity":
-        reader.problems.append(
-            f"{STORAGE}__credential: {credential!r} is not managedidentity (the only kind supported)"
-        )
+        shown = shown_value(f"{STORAGE}__credential", credential)
+        reader.problems.append(f"{STORAGE}__credential: {shown} is not managedidentity (the only kind supported)")
     client_id = reader.optional(f"{STORAGE}__clientId")
     account = reader.optional(f"{STORAGE}__accountName")
     blob = reader.optional(f"{STORAGE}__blobServiceUri") or _account_url(account, "blob")
@@ -233,41 +257,41 @@ def _connection_is_loopback(connection: str) -> bool:
 
 def _container(value: str) -> str:
     if not _CONTAINER_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid container name (3-63 lowercase letters, digits, dashes)")
+        raise _Invalid(value, "{value} is not a valid container name (3-63 lowercase letters, digits, dashes)")
     return value
 
 
 def _queue(value: str) -> str:
     if not _QUEUE_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid queue name (3-63 lowercase letters, digits, dashes)")
+        raise _Invalid(value, "{value} is not a valid queue name (3-63 lowercase letters, digits, dashes)")
     return value
 
 
 def _table(value: str) -> str:
     if not _TABLE_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid table name (3-63 letters or digits, starting with a letter)")
+        raise _Invalid(value, "{value} is not a valid table name (3-63 letters or digits, starting with a letter)")
     return value
 
 
 def _datastore(value: str) -> str:
     if not re.match(r"^[A-Za-z0-9_]{1,255}$", value):
-        raise ValueError(f"{value!r} is not a valid datastore name (letters, digits, underscores)")
+        raise _Invalid(value, "{value} is not a valid datastore name (letters, digits, underscores)")
     return value
 
 
 def _path_prefix(value: str) -> str:
     value = value.strip("/")
     if not value or any(part in {"", ".", ".."} for part in value.split("/")):
-        raise ValueError(f"{value!r} is not a valid path prefix")
+        raise _Invalid(value, "{value} is not a valid path prefix")
     return value
 
 
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL")
+        raise _Invalid(value, "{value} is not an http(s) URL")
     if parts.scheme == "http" and not is_loopback_url(value):
-        raise ValueError(f"{value!r}: plain http is only allowed on loopback")
+        raise _Invalid(value, "{value}: plain http is only allowed on loopback")
     return value.rstrip("/")
 
 
@@ -292,9 +316,9 @@ def _bounded(kind: Callable[[str], N], what: str, low: N, high: N) -> Callable[[
         try:
             number = kind(value)
         except ValueError:
-            raise ValueError(f"{value!r} is not {what}") from None
+            raise _Invalid(value, f"{{value}} is not {what}") from None
         if not low <= number <= high:
-            raise ValueError(f"{number} is outside {low}..{high}")
+            raise _Invalid(value, f"{{value}} is outside {low}..{high}")
         return number
 
     return parse
@@ -303,7 +327,7 @@ def _bounded(kind: Callable[[str], N], what: str, low: N, high: N) -> Callable[[
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value.lower() not in allowed:
-            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+            raise _Invalid(value, f"{{value}} is not one of {', '.join(allowed)}")
         return value.lower()
 
     return parse
@@ -320,5 +344,5 @@ def _delimiter(value: str) -> str:
     if value in {"\\t", "tab"}:
         return "\t"
     if len(value) != 1 or value in {'"', "\n", "\r"}:
-        raise ValueError(f"{value!r} is not a single-character delimiter")
+        raise _Invalid(value, "{value} is not a single-character delimiter")
     return value

@@ -12,6 +12,7 @@ import io
 import os
 import sqlite3
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -22,6 +23,10 @@ HEAD_BYTES = 1024 * 1024
 _OTHER_DELIMITERS = (";", "\t", "|", ",")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 _OUTPUT_CHUNK = 256 * 1024
+# The csv module refuses a field over 128 KiB with `_csv.Error`, which is no InputInvalid: validation and
+# the join crashed on a file pandas (so Azure ML) reads fine. Lift the process-wide limit; 2**31 - 1 fits
+# a C long everywhere, and no field can outgrow the input (MAX_INPUT_BYTES).
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 
 
 @dataclass(frozen=True)
@@ -52,32 +57,53 @@ def validate_head(
 ) -> CsvHead:
     """Check the first bytes of a CSV: encoding, header, delimiter, required columns, data rows.
 
-    `truncated` says the file goes on past `head`; then the last partial line is not judged.
+    `truncated` says the file goes on past `head`; then the record the cut went through is not judged.
+    Rows are what Azure ML (pandas) reads, as in the join: see `_is_blank_line`.
     """
-    text = _decode_head(head, truncated)
-    if truncated:
-        # Judge complete lines only; the row cut by the head limit (maybe a quoted multi-line one) is dropped.
-        cut = text.rfind("\n")
-        if cut < 0:
-            raise InputInvalid(f"the header line is longer than {len(head)} bytes", code="HeaderTooLong")
-        text = text[: cut + 1]
-    rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if _has_cells(row)]
-    if truncated and len(rows) > 2:
-        rows = rows[:-1]
-    if not rows:
+    records = _complete_records(_decode_head(head, truncated), delimiter, truncated)
+    if not any(_has_cells(record) for record in records):
+        if truncated:  # blank lines, then a record longer than the head: no complete header in sight
+            raise InputInvalid(f"no complete header line in the first {len(head)} bytes", code="HeaderTooLong")
         raise InputInvalid("the file is empty (no header, no rows)", code="Empty")
-    header = tuple(cell.strip() for cell in rows[0])
+    # The header is the first record that is not a blank line, even one of empty cells (`,,`): pandas
+    # takes it as the header too, so skipping it would shift every row and prediction by one.
+    lines = [record for record in records if not _is_blank_line(record)]
+    header = tuple(cell.strip() for cell in lines[0])
     _check_delimiter(header, delimiter)
     _check_header(header, tuple(required_columns))
-    data = rows[1:]
-    if not data:
+    data = lines[1:]
+    # A head that ends inside the first data row (a row longer than the head) says nothing about the data.
+    if not truncated and not any(_has_cells(row) for row in data):
         raise InputInvalid("the file has a header but no data rows", code="HeaderOnly")
     _check_row_widths(header, data)
     return CsvHead(header, len(data), truncated)
 
 
+def _complete_records(text: str, delimiter: str, truncated: bool) -> list[list[str]]:
+    """The records of `text`; when the head was cut, the last one only if it provably ended.
+
+    Cutting at the last newline is not enough: the newline may sit inside a quoted cell. Appending a
+    character tells: it starts a new record only if the last one was complete.
+    """
+    records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    if truncated and records:
+        probe = text + ("x" if delimiter != "x" else "y")
+        if sum(1 for _ in csv.reader(io.StringIO(probe, newline=""), delimiter=delimiter)) == len(records):
+            records.pop()
+    return records
+
+
 def _has_cells(row: list[str]) -> bool:
     return any(cell.strip() for cell in row)
+
+
+def _is_blank_line(row: list[str]) -> bool:
+    """What pandas.read_csv (Azure ML) skips: an empty line, or one of only spaces and tabs.
+
+    Any other record is a row with an index in the predictions, even one of empty cells (`,,` or a
+    quoted `""`): skipping it would give every later row the prediction of the row before it.
+    """
+    return not row or (len(row) == 1 and row[0] != "" and not row[0].strip(" \t"))
 
 
 def _decode_head(head: bytes, truncated: bool) -> str:
@@ -109,15 +135,21 @@ def _check_header(header: tuple[str, ...], required: tuple[str, ...]) -> None:
     if any(not column for column in header):
         position = next(index for index, column in enumerate(header) if not column) + 1
         raise InputInvalid(f"column {position} of the header has no name", code="EmptyColumnName")
-    duplicates = sorted({column for column in header if header.count(column) > 1})
+    duplicates = sorted(column for column, count in Counter(header).items() if count > 1)  # linear: 20,000 columns
     if duplicates:
         raise InputInvalid(f"duplicate column names: {', '.join(duplicates)}", code="DuplicateColumns")
     missing = [column for column in required if column not in header]
     if missing:
         raise InputInvalid(
-            f"missing required columns: {', '.join(missing)} (REQUIRED_COLUMNS); the header has: {', '.join(header)}",
+            f"missing required columns: {', '.join(missing)} (REQUIRED_COLUMNS); the header has: {_listing(header)}",
             code="MissingColumns",
         )
+
+
+def _listing(columns: tuple[str, ...], shown: int = 20) -> str:
+    """The first columns of a header, so a 20,000-column file does not make a 20,000-column message."""
+    listed = ", ".join(columns[:shown])
+    return listed if len(columns) <= shown else f"{listed}, ... ({len(columns)} columns)"
 
 
 def _check_row_widths(header: tuple[str, ...], data: list[list[str]]) -> None:
@@ -154,7 +186,11 @@ class ChunkStream(io.RawIOBase):
 def csv_rows(chunks: Iterable[bytes], delimiter: str = ",") -> Iterator[list[str]]:
     """Rows of a UTF-8 CSV (BOM allowed) read from byte chunks, without loading the whole file."""
     text = io.TextIOWrapper(io.BufferedReader(ChunkStream(chunks)), encoding="utf-8-sig", newline="")
-    yield from csv.reader(text, delimiter=delimiter)
+    try:
+        yield from csv.reader(text, delimiter=delimiter)
+    except UnicodeDecodeError:
+        # Validation reads only the first 1 MiB: a bad byte further on is found here, during the join.
+        raise InputInvalid("the file is not valid UTF-8 past its first MiB", code="NotUtf8") from None
 
 
 @dataclass(frozen=True)
@@ -202,7 +238,8 @@ class JoinStats:
 def prediction_column(header: list[str]) -> str:
     """`prediction`, or a free variant when the input already has such a column."""
     name, number = "prediction", 1
-    while name in header:
+    taken = {column.strip() for column in header}  # ` prediction` is the same column to validate_head
+    while name in taken:
         number += 1
         name = f"prediction_{number}"
     return name
@@ -221,7 +258,8 @@ def join_predictions(
     Rows Azure ML did not score (failed mini-batches under the error threshold) get an empty
     prediction and are counted in `stats.rows_missing`.
     """
-    rows = csv_rows(input_chunks, delimiter)
+    # Blank lines (before the header too) are not rows; every other record is, as Azure ML numbers them.
+    rows = (row for row in csv_rows(input_chunks, delimiter) if not _is_blank_line(row))
     header = next(rows, None)
     if header is None:
         return
@@ -230,11 +268,12 @@ def join_predictions(
     )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    # Python < 3.12 leaves a cell holding a lone \r unquoted when the line terminator is \n: such a
+    # row would come back split in two. Rows with a \r in a cell are written fully quoted.
+    quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     stats.columns = [*header, prediction_column(header)]
-    writer.writerow(stats.columns)
+    (quoted if "\r" in "".join(stats.columns) else writer).writerow(stats.columns)
     for row in rows:
-        if not _has_cells(row):
-            continue
         value = lookup(stats.rows_in)
         stats.rows_in += 1
         if value is None:
@@ -242,7 +281,8 @@ def join_predictions(
             value = ""
         else:
             stats.rows_out += 1
-        writer.writerow([*row, value])
+        out = [*row, value]
+        (quoted if "\r" in "".join(out) else writer).writerow(out)
         if buffer.tell() >= _OUTPUT_CHUNK:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)

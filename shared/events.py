@@ -76,6 +76,8 @@ def event_data(job: Job, event_type: EventType) -> dict[str, Any]:
         data["error"] = {"code": job.error_code or "Unknown", "message": job.error_message}
     if job.archive_container:
         data["input"]["movedTo"] = job.archive_container
+    elif job.input_not_moved:
+        data["input"]["notMoved"] = job.input_not_moved
     return data
 
 

@@ -161,10 +161,16 @@ class Job:
     finished_at: datetime | None = None
     last_polled_at: datetime | None = None
     completion_enqueued_at: datetime | None = None
+    #: Completion messages queued so far; past COMPLETION_MAX_ATTEMPTS the job ends CompletionGaveUp.
+    completion_attempts: int = 0
+    #: The last error a completion run raised (kept for CompletionGaveUp's message).
+    completion_error: str = ""
     predictions_container: str = ""
     predictions_name: str = ""
     predictions_url: str = ""
     archive_container: str = ""
+    #: Why the input was not moved when it was not (a MoveOutcome value); empty when it was moved.
+    input_not_moved: str = ""
     rows_in: int | None = None
     rows_out: int | None = None
     rows_missing: int | None = None

@@ -8,7 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+# Secrets come through the environment: a command line is visible to every user in `ps`.
 TOKEN_ENV = "BATCH_ENDPOINT_TOKEN"  # noqa: S105 - the variable name, not a secret
+STORAGE_CONNECTION_STRING_ENV = "BATCH_ENDPOINT_STORAGE_CONNECTION_STRING"
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -23,7 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the emulator on 127.0.0.1")
     serve.add_argument("--port", type=int, required=True)
-    serve.add_argument("--storage-connection-string", required=True, help="Azurite connection string")
+    serve.add_argument(
+        "--storage-connection-string",
+        default=os.environ.get(STORAGE_CONNECTION_STRING_ENV),
+        help=f"Azurite connection string; prefer ${STORAGE_CONNECTION_STRING_ENV}, which `ps` does not show",
+    )
     serve.add_argument("--datastore", type=_pair, action="append", default=[], metavar="NAME=CONTAINER")
     serve.add_argument("--deployment", type=_pair, action="append", default=[], metavar="NAME=PATH")
     serve.add_argument("--token", default=os.environ.get(TOKEN_ENV), help=f"required bearer token (or ${TOKEN_ENV})")
@@ -44,9 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     from localdev.batch_endpoint.config import EmulatorConfig
     from localdev.batch_endpoint.deployments import DeploymentError, load_deployment
     from localdev.batch_endpoint.faults import FaultSpec
+    from localdev.batch_endpoint.hangup import OpenConnections
 
     if not args.token:
         print(f"error: --token (or ${TOKEN_ENV}) is required", file=sys.stderr)
+        return 2
+    if not args.storage_connection_string:
+        print(f"error: ${STORAGE_CONNECTION_STRING_ENV} (or --storage-connection-string) is required", file=sys.stderr)
         return 2
     if not args.datastore:
         print("error: at least one --datastore NAME=CONTAINER is required", file=sys.stderr)
@@ -71,8 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # The Azure SDK logs every request at INFO; keep the emulator's log about jobs.
     logging.getLogger("azure").setLevel(logging.WARNING)
-    uvicorn.run(create_app(config), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
-    return 0
+    # uvicorn.Server rather than uvicorn.run: the "answer dropped" fault needs the server's connections.
+    connections = OpenConnections()
+    app = create_app(config, connections=connections)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    )
+    connections.attach(server.server_state.connections)
+    server.run()
+    return 0 if server.started else 3  # what uvicorn.run exits with when the server could not start
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from localdev.batch_endpoint.config import WORKSPACE_ID, EmulatorConfig
 from localdev.batch_endpoint.errors import NO_DEPLOYMENT_MESSAGE, ApiError
-from localdev.batch_endpoint.faults import Faults, FaultSpec
+from localdev.batch_endpoint.faults import Faults, FaultSpec, InvokeFault
+from localdev.batch_endpoint.hangup import HUNG_UP_STATUS, OpenConnections
 from localdev.batch_endpoint.jobs import JobManager
 from localdev.batch_endpoint.request import parse_job_request
 
@@ -28,6 +30,8 @@ ARM_WORKSPACE = (
 ARM_JOB = ARM_WORKSPACE + "/jobs/{name}"
 ARM_DEPLOYMENT = ARM_WORKSPACE + "/batchEndpoints/{endpoint}/deployments/{deployment}"
 ARM_DATASTORE = ARM_WORKSPACE + "/datastores/{datastore}"
+
+log = logging.getLogger("batch_endpoint")
 
 
 class RouteStats:
@@ -74,7 +78,22 @@ def _check_token(request: Request, token: str) -> None:
         )
 
 
-def create_app(config: EmulatorConfig) -> FastAPI:
+def _injected_refusal(status: int, retry_after: int) -> ApiError:
+    """An injected 429 or 503: the request was not processed, and Retry-After says when to try again."""
+    code, message = {
+        429: ("TooManyRequests", "Too many requests; retry later."),
+        503: ("ServiceUnavailable", "The service is temporarily unavailable; retry later."),
+    }[status]
+    return ApiError(status, code, message, {"Retry-After": str(retry_after)})
+
+
+def _injected_error() -> ApiError:
+    return ApiError(500, "InternalServerError", "The service encountered an internal error (injected).")
+
+
+def create_app(config: EmulatorConfig, *, connections: OpenConnections | None = None) -> FastAPI:
+    """The emulator's routes. `connections` is how the "answer dropped" fault hangs up; `serve` attaches
+    uvicorn's connections to it (without them that fault answers 500 instead, saying why)."""
     faults = Faults()
     faults.replace(config.faults)
     manager = JobManager(config, faults)
@@ -97,7 +116,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         return response
 
     _add_error_handlers(app)
-    _add_job_routes(app, config, manager, faults)
+    _add_job_routes(app, config, manager, faults, connections or OpenConnections())
     _add_workspace_routes(app, config)
     _add_admin_routes(app, config, manager, faults, stats)
     return app
@@ -114,16 +133,17 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(ApiError(exc.status_code, code, str(exc.detail)))
 
 
-def _add_job_routes(app: FastAPI, config: EmulatorConfig, manager: JobManager, faults: Faults) -> None:
+def _add_job_routes(
+    app: FastAPI, config: EmulatorConfig, manager: JobManager, faults: Faults, connections: OpenConnections
+) -> None:
     @app.post("/jobs")
-    async def invoke(request: Request) -> JSONResponse:
+    async def invoke(request: Request) -> Response:
         _check_token(request, config.token)
         fault = faults.invoke_fault()
-        if fault == 429:
-            retry = str(faults.spec.retry_after)
-            raise ApiError(429, "TooManyRequests", "Too many requests; retry later.", {"Retry-After": retry})
-        if fault == 500:
-            raise ApiError(500, "InternalServerError", "The service encountered an internal error (injected).")
+        if fault is InvokeFault.THROTTLED:
+            raise _injected_refusal(429, faults.spec.retry_after)
+        if fault is InvokeFault.FAILED:
+            raise _injected_error()
         raw = await request.body()
         try:
             body = json.loads(raw or b"null")
@@ -137,6 +157,15 @@ def _add_job_routes(app: FastAPI, config: EmulatorConfig, manager: JobManager, f
         if deployment is None:
             raise ApiError(400, "UserError", NO_DEPLOYMENT_MESSAGE)
         resource = await asyncio.to_thread(manager.create, job_request, deployment)
+        if fault is InvokeFault.FAILED_AFTER_CREATE:
+            log.info("job %s created; its invoke is answered 500 (fault)", resource["name"])
+            raise _injected_error()
+        if fault is InvokeFault.DROPPED_AFTER_CREATE:
+            log.info("job %s created; its invoke is left unanswered (fault)", resource["name"])
+            if await connections.hang_up(request.scope.get("client")):
+                return Response(status_code=HUNG_UP_STATUS)  # never sent: only /_emulator/stats sees it
+            log.error("cannot hang up on %s: the app is not run by `serve`; answering 500", request.client)
+            raise _injected_error()
         return JSONResponse(resource, status_code=200)
 
     @app.get("/jobs")
@@ -147,6 +176,9 @@ def _add_job_routes(app: FastAPI, config: EmulatorConfig, manager: JobManager, f
     @app.get("/jobs/{name}")
     async def job_status(name: str, request: Request) -> dict[str, Any]:
         _check_token(request, config.token)
+        refusal = faults.status_fault()
+        if refusal is not None:
+            raise _injected_refusal(refusal, faults.spec.retry_after)
         if faults.spec.slow_status > 0:
             await asyncio.sleep(faults.spec.slow_status)
         return _job_or_404(manager, name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from localdev.batch_endpoint.__main__ import TOKEN_ENV
+from localdev.batch_endpoint.__main__ import STORAGE_CONNECTION_STRING_ENV, TOKEN_ENV
 from localdev.procs import Service, free_port, start_service
 
 
@@ -26,7 +26,7 @@ def start_batch_endpoint(
     """Return the running service and its scoring URI `http://127.0.0.1:<port>/jobs`."""
     port = port or free_port()
     argv = [sys.executable, "-m", "localdev.batch_endpoint", "serve", "--port", str(port)]
-    argv += ["--storage-connection-string", connection_string, "--job-seconds", str(job_seconds)]
+    argv += ["--job-seconds", str(job_seconds)]
     for name, container in datastores.items():
         argv += ["--datastore", f"{name}={container}"]
     for name, path in deployments.items():
@@ -37,7 +37,9 @@ def start_batch_endpoint(
         argv += ["--faults", faults]
     if workers:
         argv += ["--workers", str(workers)]
-    # The token goes through the environment so it shows up in neither `ps` nor the log.
-    service = start_service("batch-endpoint", argv, log_path, env={TOKEN_ENV: token})
+    # The token and the connection string (it holds the account key) go through the environment, so
+    # they show up in neither `ps` nor the log.
+    secrets = {TOKEN_ENV: token, STORAGE_CONNECTION_STRING_ENV: connection_string}
+    service = start_service("batch-endpoint", argv, log_path, env=secrets)
     service.wait_ready(f"http://127.0.0.1:{port}/_emulator/health", timeout)
     return service, f"http://127.0.0.1:{port}/jobs"

@@ -29,6 +29,9 @@ MIN_RESPONSE_TIMEOUT_SECONDS = 1.0
 
 
 KEY_ENV = "EVENTGRID_EMULATOR_KEY"
+# One subscription spec per line. A webhook URL can carry a key (`code=` of a Functions webhook), and a
+# command line is visible to every user in `ps`: the launcher passes subscriptions here.
+SUBSCRIPTIONS_ENV = "EVENTGRID_EMULATOR_SUBSCRIPTIONS"
 
 
 def topic_keys(from_args: list[str]) -> tuple[str, ...]:
@@ -60,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=URL[;OPTION=VALUE...]",
         help="webhook subscription; options types=A,B subject-begins=.. subject-ends=.. "
-        "schema=cloudevents|eventgrid max-attempts=N ttl=MINUTES (repeatable)",
+        f"schema=cloudevents|eventgrid max-attempts=N ttl=MINUTES (repeatable); also one per line in "
+        f"${SUBSCRIPTIONS_ENV}, which keeps a key in the URL out of the process list",
     )
     serve.add_argument("--input-schema", choices=SCHEMAS, default="cloudevents", help="the topic's input schema")
     serve.add_argument("--dead-letter", type=Path, help="directory for dead-lettered events (off by default)")
@@ -99,7 +103,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             max_delivery_attempts=args.max_delivery_attempts,
             event_ttl_minutes=args.event_ttl,
         )
-        for spec in args.subscription
+        for spec in [*args.subscription, *os.environ.get(SUBSCRIPTIONS_ENV, "").splitlines()]
+        if spec.strip()
     )
     check_unique(subscriptions)
     timeout = args.delivery_timeout or max(RESPONSE_TIMEOUT_SECONDS * args.retry_scale, MIN_RESPONSE_TIMEOUT_SECONDS)

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from localdev.eventgrid.cli import KEY_ENV
+from localdev.eventgrid.cli import KEY_ENV, SUBSCRIPTIONS_ENV
 from localdev.procs import Service, free_port, start_service
 
 
@@ -31,14 +31,14 @@ def start_eventgrid(
     port = port or free_port()
     argv = [sys.executable, "-m", "localdev.eventgrid", "serve", "--port", str(port)]
     argv += ["--log", str(events_log), "--retry-scale", str(retry_scale), "--input-schema", input_schema]
-    for spec in subscriptions:
-        argv += ["--subscription", spec]
     if dead_letter_dir is not None:
         argv += ["--dead-letter", str(dead_letter_dir)]
     if state_dir is not None:
         argv += ["--state-dir", str(state_dir)]
     argv += list(extra_args)
-    service = start_service("eventgrid", argv, log_path, env={KEY_ENV: key})
+    # The key, and subscription URLs that may carry keys, go through the environment: argv is in `ps`.
+    secrets = {KEY_ENV: key, SUBSCRIPTIONS_ENV: "\n".join(subscriptions)}
+    service = start_service("eventgrid", argv, log_path, env=secrets)
     base = f"http://127.0.0.1:{port}"
     service.wait_ready(f"{base}/_emulator/health", timeout)
     return service, f"{base}/api/events"

@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("Host cannot start: %s", exc)
         return 1
     keys_path = (args.keys or app_dir / DEFAULT_KEYS_NAME).resolve()
-    keys, created = load_or_create_keys(keys_path)
-    log.info("%s keys file: %s", "Created" if created else "Using", keys_path)
+    keys, keys_file = load_or_create_keys(keys_path)
+    log.info("%s keys file: %s", keys_file.value, keys_path)
     host = Host(
         app_dir=app_dir,
         specs=specs,

@@ -18,6 +18,7 @@ from localdev.functions_host.blob_trigger import BlobPattern, account_name
 from localdev.functions_host.host import Host, event_grid_trigger_input, is_event_grid_source
 from localdev.functions_host.indexing import FunctionSpec
 from localdev.functions_host.invoker import TriggerInput
+from localdev.functions_host.keys import BLOBS_EXTENSION_KEY, EVENTGRID_EXTENSION_KEY
 from localdev.functions_host.settings import resolve_connection
 from localdev.functions_host.storage import split_blob_url
 
@@ -26,6 +27,8 @@ log = logging.getLogger("functions_host")
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# The system key each extension webhook takes (the master key opens both), as in Azure.
+WEBHOOK_SYSTEM_KEYS = {"eventGridTrigger": EVENTGRID_EXTENSION_KEY, "blobTrigger": BLOBS_EXTENSION_KEY}
 
 
 def request_key(request: Request) -> str | None:
@@ -109,7 +112,11 @@ def event_type(event: dict[str, Any]) -> str:
 async def _webhook_events(
     request: Request, host: Host, name: str, trigger_type: str
 ) -> Response | tuple[FunctionSpec, list[dict[str, Any]]]:
-    """What both extension webhooks do first: abuse protection, the function, the body, the handshake."""
+    """What both extension webhooks do first: the key, abuse protection, the function, the body, the handshake.
+
+    The key comes first, for the handshakes too: Event Grid calls the subscription's URL, `code=` and all."""
+    if host.auth_enabled and not host.keys.allows_system(WEBHOOK_SYSTEM_KEYS[trigger_type], request_key(request)):
+        return unauthorized()
     if request.method == "OPTIONS":
         return abuse_protection(request)
     spec = host.runnable(name)

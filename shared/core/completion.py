@@ -8,14 +8,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 
-from shared.core.naming import unquote_etag
+from shared.core.naming import BAD_NAME, unquote_etag
 from shared.core.submission import ended, with_event
 from shared.errors import BlobChanged, BlobMissing
 from shared.models import BlobInfo, EventType, Job, JobState, Stage
 
 #: Metadata on a moved input naming the job that moved it: another version's copy is never taken for ours.
 MOVED_BY = "dropscorejob"
+
+
+class MoveOutcome(StrEnum):
+    """What happened to a job's input when it was to be moved; the ledger and the final event say it."""
+
+    MOVED = "moved"
+    ALREADY_MOVED = "already-moved"  # an earlier run of this job moved it (our tag is on the copy)
+    GONE = "gone"  # our version is neither in its container nor at the target: deleted by someone
+    OVERWRITTEN = "overwritten"  # a newer upload holds the name: not ours to move
+    CHANGED_WHILE_MOVING = "changed-while-moving"  # overwritten or deleted between the check and the copy
+    NAME_UNUSABLE = "name-unusable"  # a name refused as BadName is never used to build another blob name
+    GAVE_UP = "completion-gave-up"  # completion kept failing: the job was closed where its input was
+
+    @property
+    def moved(self) -> bool:
+        return self in {MoveOutcome.MOVED, MoveOutcome.ALREADY_MOVED}
 
 
 @dataclass(frozen=True)
@@ -33,6 +50,7 @@ class Delivery:
     name: str
     url: str
     archive_container: str
+    archived: MoveOutcome
     rows_in: int
     rows_out: int
     rows_missing: int
@@ -68,7 +86,8 @@ def delivered(job: Job, delivery: Delivery, now: datetime) -> Job:
         predictions_container=delivery.container,
         predictions_name=delivery.name,
         predictions_url=delivery.url,
-        archive_container=delivery.archive_container,
+        archive_container=delivery.archive_container if delivery.archived.moved else "",
+        input_not_moved="" if delivery.archived.moved else delivery.archived.value,
         rows_in=delivery.rows_in,
         rows_out=delivery.rows_out,
         rows_missing=delivery.rows_missing,
@@ -83,22 +102,52 @@ def undeliverable(job: Job, *, code: str, reason: str, now: datetime) -> Job:
     return ended(job, JobState.FAILED, code, message, now)
 
 
-def input_is_ours(job: Job) -> bool:
-    """False when the job ended because its version was overwritten or deleted: the blob now at that
-    name belongs to someone else and must stay where it is."""
-    return job.error_code not in {BlobChanged.code, BlobMissing.code}
+def move_not_needed(job: Job) -> MoveOutcome | None:
+    """Why the input of an ended job is not even tried (None: try): its version is known to be gone or
+    replaced (the blob now at that name belongs to someone else), or its name is unusable."""
+    return {
+        BlobChanged.code: MoveOutcome.OVERWRITTEN,
+        BlobMissing.code: MoveOutcome.GONE,
+        BAD_NAME: MoveOutcome.NAME_UNUSABLE,
+    }.get(job.error_code)
 
 
-def filed(job: Job, *, moved_to: str, now: datetime) -> Job:
-    """A job that ended without predictions has its input filed (moved to `moved_to`, or left in place
-    when it is not ours): its final event is queued in the same write."""
+def before_move(job: Job, *, source: BlobInfo | None, at_target: BlobInfo | None) -> MoveOutcome | None:
+    """What is already true before copying our version (None: copy it now). A copy at the target counts as
+    ours only when it carries our job id: an earlier run of this job made it."""
+    ours_at_target = at_target is not None and at_target.metadata.get(MOVED_BY) == job.job_id
+    if source is not None and unquote_etag(source.etag) == job.blob_etag:
+        return None
+    if ours_at_target:
+        return MoveOutcome.ALREADY_MOVED
+    return MoveOutcome.GONE if source is None else MoveOutcome.OVERWRITTEN
+
+
+def filed(job: Job, *, target: str, outcome: MoveOutcome, now: datetime) -> Job:
+    """A job that ended without predictions has its input filed: moved to `target`, or left where it is
+    with the reason. Its final event is queued in the same write."""
     return replace(
         job,
         stage=Stage.FILED,
-        archive_container=moved_to,
+        archive_container=target if outcome.moved else "",
+        input_not_moved="" if outcome.moved else outcome.value,
         updated_at=now,
         events_pending=with_event(job.events_pending, final_event_type(job.state)),
     )
+
+
+def completion_failed(job: Job, *, error: str, now: datetime) -> Job:
+    """Remember why a completion run failed, for the message of a later CompletionGaveUp."""
+    return replace(job, completion_error=error[:1000], updated_at=now)
+
+
+def completion_given_up(job: Job, *, why: str, now: datetime) -> Job:
+    """Completion failed past its bound: the job ends Failed (CompletionGaveUp) with the last error, and is
+    filed like any failure. A job that had already failed keeps its own error and is only filed."""
+    if job.state != JobState.SCORED:
+        return job
+    last = job.completion_error or "no error was recorded"
+    return ended(job, JobState.FAILED, "CompletionGaveUp", f"{why}; last error: {last}", now)
 
 
 def unpublished(job: Job) -> list[str]:

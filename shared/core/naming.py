@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 import uuid
 
 from shared.models import EventType
@@ -84,6 +85,29 @@ def parse_completion_message(body: str) -> str:
     if not isinstance(message, dict) or not isinstance(message.get("jobId"), str) or not message["jobId"]:
         raise ValueError('a completion message is {"jobId": "<id>"}')
     return str(message["jobId"])
+
+
+#: The rejection code of an input whose name cannot be used.
+BAD_NAME = "BadName"
+#: Azure's limit for a blob name; every name we derive from an input must fit too.
+MAX_BLOB_NAME = 1024
+_LONGEST_SUFFIX = max(len(predictions_name("")), len(reason_name("")))
+#: Unicode's bidirectional controls: they make a name display differently from what it is.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def name_problem(name: str) -> str | None:
+    """Why an input's name cannot be used (dot segments, control or bidi characters, too long), or None."""
+    if any(segment in {"", ".", ".."} for segment in name.split("/")):
+        return "it has an empty, '.' or '..' path segment"
+    if any(unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS for char in name):
+        return "it holds a control or bidirectional-override character"
+    if len(name) + _LONGEST_SUFFIX > MAX_BLOB_NAME:
+        return (
+            f"it is {len(name)} characters long; names derived from it (+{_LONGEST_SUFFIX}) would pass "
+            f"Azure's {MAX_BLOB_NAME}-character limit"
+        )
+    return None
 
 
 def is_health_probe(name: str) -> bool:

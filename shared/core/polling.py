@@ -49,7 +49,18 @@ def completion_overdue(job: Job, now: datetime, redelivery: timedelta) -> bool:
 
 
 def completion_queued(job: Job, now: datetime) -> Job:
-    return replace(job, completion_enqueued_at=now, updated_at=now)
+    return replace(job, completion_enqueued_at=now, completion_attempts=job.completion_attempts + 1, updated_at=now)
+
+
+def completion_exhausted(job: Job, max_attempts: int) -> bool:
+    """Every completion message this job was allowed has been queued and none finished it."""
+    return job.completion_attempts >= max_attempts
+
+
+def settled(job: Job, now: datetime, grace: timedelta) -> bool:
+    """Nobody has written the row for `grace`: whoever wrote it last is done or dead, so the poller may
+    publish its pending events or queue its completion without racing a live trigger doing the same."""
+    return now - job.updated_at >= grace
 
 
 def remote_missing(job: Job, now: datetime, grace: timedelta) -> Job | None:

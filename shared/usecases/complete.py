@@ -11,7 +11,8 @@ import logging
 from collections.abc import Iterable
 
 from shared.core import completion as transitions
-from shared.core.naming import predictions_name, reason_name, unquote_etag
+from shared.core.completion import MoveOutcome
+from shared.core.naming import BAD_NAME, predictions_name, reason_name
 from shared.core.polling import completion_queued
 from shared.core.submission import ended
 from shared.csvfiles import (
@@ -22,7 +23,7 @@ from shared.csvfiles import (
     join_predictions,
     parse_predictions,
 )
-from shared.errors import BlobChanged, BlobMissing, InputInvalid
+from shared.errors import BlobChanged, BlobMissing, DropScoreError, InputInvalid
 from shared.events import iso
 from shared.logcontext import about_job
 from shared.models import REMOTE_DONE, Job, JobState, Stage
@@ -30,6 +31,8 @@ from shared.usecases.deps import Deps, retry_lost_races
 from shared.usecases.outbox import flush_events
 
 log = logging.getLogger("dropscore")
+#: Where the reasons of inputs refused as BadName go (in the rejected container): their own names are unusable.
+BAD_NAMES_DIR = "bad-names"
 
 
 def complete(deps: Deps, job_id: str) -> Job | None:
@@ -39,7 +42,46 @@ def complete(deps: Deps, job_id: str) -> Job | None:
         if job is None:
             log.warning("completion for unknown job %s ignored", job_id)
             return None
-        return retry_lost_races(deps, job, lambda current: _complete_once(deps, current))
+        try:
+            return retry_lost_races(deps, job, lambda current: _complete_once(deps, current))
+        except Exception as exc:
+            _remember_failure(deps, job_id, exc)
+            raise  # the queue redelivers; past the bound the job ends CompletionGaveUp (see give_up)
+
+
+def give_up(deps: Deps, job_id: str, *, why: str) -> Job | None:
+    """Completion kept failing (the poller counted its messages, or one reached the poison queue): the job
+    ends Failed with CompletionGaveUp and the last error, its input is filed and JobFailed published. If
+    even filing fails, the job is closed where its input is, and the event says so."""
+    with about_job(job_id):
+        job = deps.store.get(job_id)
+        if job is None or job.finalized or job.state not in REMOTE_DONE:
+            log.info("job %s: nothing to give up on (%s)", job_id, "unknown" if job is None else job.state.value)
+            return job
+        given_up = transitions.completion_given_up(job, why=why, now=deps.clock())
+        if given_up is not job:
+            job = deps.store.update(given_up)
+        log.error("job %s: completion gave up: %s", job_id, job.error_message)
+        try:
+            return finalize(deps, job)
+        except DropScoreError as exc:
+            log.error("job %s: the input cannot be filed either (%s); closing the job where it is", job_id, exc.message)
+        current = deps.store.get(job_id) or job
+        if current.stage is Stage.ENDED:
+            closing = transitions.filed(current, target="", outcome=MoveOutcome.GAVE_UP, now=deps.clock())
+            current = deps.store.update(closing)
+        return finalize(deps, current)
+
+
+def _remember_failure(deps: Deps, job_id: str, exc: Exception) -> None:
+    """Best effort: keep the error for CompletionGaveUp's message; the redelivery happens either way."""
+    error = exc.message if isinstance(exc, DropScoreError) else f"{type(exc).__name__}: {exc}"
+    try:
+        current = deps.store.get(job_id)
+        if current is not None and not current.finalized:
+            deps.store.update(transitions.completion_failed(current, error=error, now=deps.clock()))
+    except DropScoreError as failure:
+        log.warning("job %s: could not record the completion error: %s", job_id, failure.message)
 
 
 def _complete_once(deps: Deps, job: Job) -> Job:
@@ -94,12 +136,13 @@ def _deliver_predictions(deps: Deps, job: Job) -> Job:
     settings = deps.settings
     target = predictions_name(job.name)
     stats = _write_joined(deps, job, target=target)
-    _move_input(deps, job, target=settings.archive_container)
+    archived = _move_input(deps, job, target=settings.archive_container)
     delivery = transitions.Delivery(
         container=settings.output_container,
         name=target,
         url=deps.blobs.url(settings.output_container, target),
         archive_container=settings.archive_container,
+        archived=archived,
         rows_in=stats.rows_in,
         rows_out=stats.rows_out,
         rows_missing=stats.rows_missing,
@@ -147,17 +190,20 @@ def _write_joined(deps: Deps, job: Job, *, target: str) -> JoinStats:
 
 def _file_input(deps: Deps, job: Job) -> Job:
     """File the input of a job that ended without predictions (a rejected input gets its reason beside
-    it), and queue the job's final event in the same write."""
+    it), and queue the job's final event in the same write, saying whether and where the input went."""
     settings = deps.settings
     if job.state == JobState.REJECTED:
         target = settings.rejected_container
-        deps.blobs.write(target, reason_name(job.name), _reason_json(job), content_type="application/json")
+        deps.blobs.write(target, _reason_name(job), _reason_json(job), content_type="application/json")
     else:
         target = settings.failed_container
-    ours = transitions.input_is_ours(job)
-    if ours:
-        _move_input(deps, job, target=target)
-    return deps.store.update(transitions.filed(job, moved_to=target if ours else "", now=deps.clock()))
+    outcome = transitions.move_not_needed(job) or _move_input(deps, job, target=target)
+    return deps.store.update(transitions.filed(job, target=target, outcome=outcome, now=deps.clock()))
+
+
+def _reason_name(job: Job) -> str:
+    """Beside the input; a name refused as BadName is not used to build another: one per job instead."""
+    return f"{BAD_NAMES_DIR}/{job.job_id}.reason.json" if job.error_code == BAD_NAME else reason_name(job.name)
 
 
 def _reason_json(job: Job) -> bytes:
@@ -170,22 +216,16 @@ def _reason_json(job: Job) -> bytes:
     return (json.dumps(reason, indent=2) + "\n").encode("utf-8")
 
 
-def _move_input(deps: Deps, job: Job, *, target: str) -> None:
-    """Server-side copy of our version, then delete only that version; a rerun finds it already moved."""
+def _move_input(deps: Deps, job: Job, *, target: str) -> transitions.MoveOutcome:
+    """Server-side copy of our version, then delete only that version; a rerun finds it already moved.
+    Returns what really happened, so the ledger and the event never claim a move that did not happen."""
     blobs = deps.blobs
-    info = blobs.properties(job.container, job.name)
-    if info is None:
-        if blobs.properties(target, job.name) is None:
-            log.warning("job %s: input %s/%s is gone; nothing to move", job.job_id, job.container, job.name)
-        return
-    if unquote_etag(info.etag) != job.blob_etag:
-        log.info(
-            "job %s: %s/%s was overwritten; the new version is not ours to move",
-            job.job_id,
-            job.container,
-            job.name,
-        )
-        return
+    known = transitions.before_move(
+        job, source=blobs.properties(job.container, job.name), at_target=blobs.properties(target, job.name)
+    )
+    if known is not None:
+        log.info("job %s: input %s/%s not moved to %s: %s", job.job_id, job.container, job.name, target, known.value)
+        return known
     try:
         blobs.copy(
             job.container,
@@ -197,5 +237,6 @@ def _move_input(deps: Deps, job: Job, *, target: str) -> None:
         )
     except (BlobChanged, BlobMissing):
         log.info("job %s: %s/%s changed while it was moved; left in place", job.job_id, job.container, job.name)
-        return
+        return transitions.MoveOutcome.CHANGED_WHILE_MOVING
     blobs.delete(job.container, job.name, etag=job.blob_etag)
+    return transitions.MoveOutcome.MOVED

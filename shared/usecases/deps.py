@@ -53,6 +53,11 @@ class Deps:
         )
 
     @property
+    def outbox_grace(self) -> timedelta:
+        """How long the poller leaves a freshly written row to the trigger that wrote it."""
+        return timedelta(seconds=self.settings.outbox_grace_seconds)
+
+    @property
     def submit_lease(self) -> timedelta:
         """Also the grace a fresh row or a fresh Azure ML job gets before its absence means anything."""
         return timedelta(seconds=self.settings.submit_lease_seconds)

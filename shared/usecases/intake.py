@@ -10,7 +10,7 @@ import logging
 from dataclasses import replace
 
 from shared.core.decision import Action
-from shared.core.naming import is_health_probe, repeatability_id, unquote_etag
+from shared.core.naming import BAD_NAME, is_health_probe, name_problem, repeatability_id, unquote_etag
 from shared.core.submission import (
     IntakeStep,
     intake_step,
@@ -49,9 +49,8 @@ def accept_blob(deps: Deps, *, container: str, name: str, size: int, etag: str |
     if is_health_probe(name):
         log.info("ignored %s/%s: a health-check probe (written and deleted by the health check)", container, name)
         return None
-    if size == 0:
-        log.info("ignored zero-byte blob %s/%s (an upload that has not committed data yet)", container, name)
-        return None
+    # A 0-byte blob is committed (the BlobCreated filter leaves out ADLS CreateFile, the only call that
+    # announces a file before its data): it is validated, and rejected as Empty, like any other input.
     if not etag:
         info = deps.blobs.properties(container, name)
         if info is None:
@@ -114,6 +113,11 @@ def _validate_and_submit(deps: Deps, job: Job) -> Job:
 
 def _validate(deps: Deps, job: Job) -> None:
     settings = deps.settings
+    problem = name_problem(job.name)
+    if problem is not None:
+        raise InputInvalid(f"the blob name cannot be used: {problem}", code=BAD_NAME)
+    if job.size == 0:
+        raise InputInvalid("the file is empty (0 bytes)", code="Empty")
     validate_name_and_size(job.name, job.size, settings.max_input_bytes)
     length = min(HEAD_BYTES, job.size)
     head = deps.blobs.read_range(job.container, job.name, offset=0, length=length, etag=job.blob_etag)

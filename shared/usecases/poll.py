@@ -13,12 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.core.decision import Action, Decision
-from shared.core.polling import PollStep, completion_overdue, decide, poll_step, remote_missing, worth_writing
+from shared.core.polling import (
+    PollStep,
+    completion_exhausted,
+    completion_overdue,
+    decide,
+    poll_step,
+    remote_missing,
+    settled,
+    worth_writing,
+)
 from shared.errors import DropScoreError, PermanentError, RemoteJobNotFound, StaleJob, TransientError
 from shared.logcontext import about_job
 from shared.models import REMOTE_ACTIVE, Job
 from shared.ports import ActiveEntry
-from shared.usecases.complete import finalize, request_completion
+from shared.usecases.complete import finalize, give_up, request_completion
 from shared.usecases.deps import Deps, retry_lost_races
 from shared.usecases.intake import advance
 from shared.usecases.outbox import flush_events
@@ -69,7 +78,8 @@ def poll_job(deps: Deps, job_id: str, *, indexed_at: datetime | None = None) -> 
         return step.value
     if job is None:
         return step.value
-    job = flush_events(deps, job)
+    if settled(job, deps.clock(), deps.outbox_grace):
+        job = flush_events(deps, job)  # only rows nobody is writing: a live trigger publishes its own events
     if step is PollStep.CHECK_REMOTE:
         return _check_remote(deps, job)
     if step is PollStep.ENSURE_COMPLETION:
@@ -135,9 +145,15 @@ def _cancel_quietly(deps: Deps, job: Job) -> None:
 
 
 def _ensure_completion(deps: Deps, job: Job) -> str:
-    """A finished job not yet done: re-queue its completion if the last message seems lost."""
-    redelivery = timedelta(seconds=deps.settings.completion_redelivery_seconds)
-    if not completion_overdue(job, deps.clock(), redelivery):
+    """A finished job not yet done: re-queue its completion if the last message seems lost, and give up
+    (CompletionGaveUp) once every message it was allowed has been spent."""
+    now, settings = deps.clock(), deps.settings
+    if job.completion_enqueued_at is None and not settled(job, now, deps.outbox_grace):
+        return "completing"  # it ended a moment ago, in a trigger that is finishing it right now
+    if not completion_overdue(job, now, timedelta(seconds=settings.completion_redelivery_seconds)):
         return "completing"
+    if completion_exhausted(job, settings.completion_max_attempts):
+        give_up(deps, job.job_id, why=f"completion did not finish after {job.completion_attempts} attempts")
+        return "completion-gave-up"
     request_completion(deps, job)
     return "completion-requeued"

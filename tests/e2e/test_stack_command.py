@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from localdev.stack import PART_ORDER
+from localdev.stack import PART_ORDER, read_parts
 from localdev.stack_procs import group_members, is_running, processes_mentioning
 from tests.e2e.support import StackClient, demo_rows, run_cli, unique_name
 
@@ -34,6 +34,43 @@ def test_status_lists_every_part_and_the_jobs_by_state(stack: StackClient) -> No
     # Nothing secret on the terminal.
     for key in ("AZURE_STORAGE_CONNECTION_STRING", "BATCH_ENDPOINT_TOKEN", "EVENTGRID_TOPIC_KEY"):
         assert stack.env[key] not in result.stdout
+
+
+def _secret_values(doc: object) -> list[str]:
+    """Every string in the dev host's keys file (master, function and system keys)."""
+    if isinstance(doc, dict):
+        return [value for item in doc.values() for value in _secret_values(item)]
+    return [doc] if isinstance(doc, str) else []
+
+
+def test_no_process_of_the_stack_has_a_key_token_or_connection_string_on_its_command_line(
+    stack: StackClient,
+) -> None:
+    name = unique_name("argv")
+    stack.upload(name, demo_rows(2))
+    stack.wait_event("DropScore.JobCompleted", name)  # every part has worked, scoring workers included
+    connection = dict(part.split("=", 1) for part in stack.env["AZURE_STORAGE_CONNECTION_STRING"].split(";") if part)
+    secrets = {
+        "the storage account key": connection["AccountKey"],
+        "the batch endpoint token": stack.env["BATCH_ENDPOINT_TOKEN"],
+        "the Event Grid topic key": stack.env["EVENTGRID_TOPIC_KEY"],
+        **{
+            f"dev host key #{n}": key
+            for n, key in enumerate(_secret_values(json.loads(stack.paths.keys_file.read_text())))
+        },
+    }
+    assert len(secrets) >= 7  # master, function, and both system keys among them
+    parts = read_parts(stack.paths)
+    pids = {pid for part in parts for pid in (part.pid, *group_members(part.pid))}
+    assert len(pids) > len(PART_ORDER)  # the parts and their children (scoring workers, node's)
+    for pid in sorted(pids):
+        try:
+            command_line = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue  # ended between the listing and the read
+        assert "AccountKey=" not in command_line, f"a connection string is in the command line of pid {pid}"
+        for what, secret in secrets.items():
+            assert secret not in command_line, f"{what} is in the command line of pid {pid}"
 
 
 def test_up_refuses_a_second_stack_in_the_same_dir(stack: StackClient) -> None:

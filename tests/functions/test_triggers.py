@@ -39,12 +39,21 @@ def blob_stream(world: World, name: str, data: bytes, with_properties: bool = Tr
 def test_the_app_indexes_with_no_settings_and_lists_every_function() -> None:
     # function_app was imported above with no dropscore settings in the environment
     names = {f.get_function_name(): f for f in _fresh_app().get_functions()}
-    assert set(names) == {"on_input_blob", "poll_jobs", "complete_job", "get_job", "list_jobs", "health"}
+    assert set(names) == {
+        "on_input_blob",
+        "poll_jobs",
+        "complete_job",
+        "give_up_completion",
+        "get_job",
+        "list_jobs",
+        "health",
+    }
     bindings = {name: json.loads(f.get_function_json())["bindings"] for name, f in names.items()}
     assert bindings["on_input_blob"][0]["path"] == "%INPUT_CONTAINER%/{name}"
     assert bindings["on_input_blob"][0]["source"] == "EventGrid"
     assert bindings["poll_jobs"][0]["schedule"] == "%POLL_SCHEDULE%"
     assert bindings["complete_job"][0]["queueName"] == "%COMPLETIONS_QUEUE%"
+    assert bindings["give_up_completion"][0]["queueName"] == "%COMPLETIONS_QUEUE%-poison"
     assert bindings["get_job"][0]["route"] == "jobs/{id}"
     assert bindings["get_job"][0]["authLevel"] == "FUNCTION"
     assert (bindings["health"][0]["route"], bindings["health"][0]["authLevel"]) == ("health", "ADMIN")

@@ -62,6 +62,21 @@ class Emulator:
         assert response.status_code == 200, response.text
         return self.wait(response.json()["name"], timeout)
 
+    def set_faults(self, spec: str) -> dict[str, Any]:
+        """Replace the fault spec (and reset its counters); returns the emulator's fault snapshot."""
+        response = requests.put(f"{self.base}/_emulator/faults", json={"spec": spec}, timeout=10)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def faults(self) -> dict[str, Any]:
+        return dict(requests.get(f"{self.base}/_emulator/faults", timeout=10).json())
+
+    def route_stats(self) -> dict[str, dict[str, int]]:
+        return dict(requests.get(f"{self.base}/_emulator/stats", timeout=10).json()["routes"])
+
+    def reset_stats(self) -> None:
+        requests.delete(f"{self.base}/_emulator/stats", timeout=10).raise_for_status()
+
     def cancel_url(self, name: str, api_version: str | None = "2024-04-01") -> str:
         url = (
             f"{self.base}/subscriptions/sub/resourceGroups/rg/providers/"

@@ -20,6 +20,8 @@ from localdev.procs import Service
 HOSTAPPS = Path(__file__).parent / "hostapps"
 MASTER_KEY = "test-master-key"
 FUNCTION_KEY = "test-function-key"
+EVENTGRID_SYSTEM_KEY = "test-eventgrid-extension-key"
+BLOBS_SYSTEM_KEY = "test-blobs-extension-key"
 
 
 def unique(prefix: str) -> str:
@@ -57,7 +59,12 @@ def make_app(
     }
     (app_dir / "local.settings.json").write_text(json.dumps({"IsEncrypted": False, "Values": values}))
     keys_file = tmp_path / f"{name}-keys.json"
-    keys_file.write_text(json.dumps({"masterKey": MASTER_KEY, "functionKeys": {"default": FUNCTION_KEY}}))
+    keys = {
+        "masterKey": MASTER_KEY,
+        "functionKeys": {"default": FUNCTION_KEY},
+        "systemKeys": {"eventgrid_extension": EVENTGRID_SYSTEM_KEY, "blobs_extension": BLOBS_SYSTEM_KEY},
+    }
+    keys_file.write_text(json.dumps(keys))
     record_file = tmp_path / f"{name}-records.jsonl"
     return ToyApp(app_dir, record_file, keys_file, {"RECORD_FILE": str(record_file)})
 

@@ -14,7 +14,18 @@ from azure.storage.queue import QueueClient
 
 from localdev.azurite import Azurite
 from localdev.functions_host.blob_trigger import receipt_blob_name
-from tests.integration.functions_host_support import ToyApp, make_app, running_host, unb64, unique, wait_for
+from tests.integration.functions_host_support import (
+    BLOBS_SYSTEM_KEY,
+    EVENTGRID_SYSTEM_KEY,
+    FUNCTION_KEY,
+    MASTER_KEY,
+    ToyApp,
+    make_app,
+    running_host,
+    unb64,
+    unique,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -141,7 +152,7 @@ def test_event_grid_source_blob_webhook(
     one = upload(container, "one.txt", b"first")
     two = upload(container, "two.txt", b"second")
     with running_host(app, tmp_path / "host.log", host_id=HOST_ID, blob_scan_interval=SCAN) as (_, url):
-        hook = f"{url}/runtime/webhooks/blobs?functionName=Host.Functions.eg_blob"
+        hook = f"{url}/runtime/webhooks/blobs?functionName=Host.Functions.eg_blob&code={BLOBS_SYSTEM_KEY}"
         validation = [
             {
                 "id": "v1",
@@ -182,7 +193,14 @@ def test_event_grid_source_blob_webhook(
         time.sleep(1.0)
         assert sorted(r["body"] for r in app.records("eg_blob")) == ["first", "second"]
 
-        polled = requests.post(f"{url}/runtime/webhooks/blobs?functionName=Host.Functions.on_csv", json=[event])
-        assert polled.status_code == 400
-        unknown = requests.post(f"{url}/runtime/webhooks/blobs?functionName=Host.Functions.nope", json=[event])
-        assert unknown.status_code == 404
+        blobs_hook = f"{url}/runtime/webhooks/blobs?code={BLOBS_SYSTEM_KEY}&functionName=Host.Functions."
+        assert requests.post(blobs_hook + "on_csv", json=[event]).status_code == 400
+        assert requests.post(blobs_hook + "nope", json=[event]).status_code == 404
+
+        # Like Azure: the blobs_extension system key or the master key, nothing else.
+        keyless = f"{url}/runtime/webhooks/blobs?functionName=Host.Functions.eg_blob"
+        for wrong in ({}, {"code": "nope"}, {"code": FUNCTION_KEY}, {"code": EVENTGRID_SYSTEM_KEY}):
+            assert requests.post(keyless, params=wrong, json=[event]).status_code == 401, wrong
+            assert requests.options(keyless, params=wrong).status_code == 401, wrong
+        assert requests.post(keyless, params={"code": MASTER_KEY}, json=[event]).status_code == 202
+        assert requests.post(keyless, headers={"x-functions-key": BLOBS_SYSTEM_KEY}, json=[event]).status_code == 202

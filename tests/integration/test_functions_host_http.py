@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import stat
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
+from azure.core.credentials import AzureKeyCredential
+from azure.core.messaging import CloudEvent
+from azure.eventgrid import EventGridPublisherClient
 from azure.storage.blob import BlobServiceClient
 
 from localdev.azurite import Azurite
+from localdev.eventgrid.launcher import start_eventgrid
+from localdev.functions_host.keys import SYSTEM_KEY_NAMES, KeysFile, load_or_create_keys
 from tests.integration.functions_host_support import (
+    BLOBS_SYSTEM_KEY,
+    EVENTGRID_SYSTEM_KEY,
     FUNCTION_KEY,
     MASTER_KEY,
     ToyApp,
@@ -109,7 +119,7 @@ def test_run_non_http_functions_by_hand(host: tuple[ToyApp, str], azurite: Azuri
 
 def test_event_grid_trigger_webhook(host: tuple[ToyApp, str]) -> None:
     app, url = host
-    hook = f"{url}/runtime/webhooks/eventgrid?functionName=on_event"
+    hook = f"{url}/runtime/webhooks/eventgrid?functionName=on_event&code={EVENTGRID_SYSTEM_KEY}"
     handshake = requests.post(
         hook,
         json=[
@@ -152,4 +162,78 @@ def test_event_grid_trigger_webhook(host: tuple[ToyApp, str]) -> None:
     assert seen["eg-1"]["data"] == {"n": 1}
     assert seen["ce-1"]["kind"] == "CloudEvent"
     assert seen["ce-1"]["subject"] == "jobs/j2"
-    assert requests.post(f"{url}/runtime/webhooks/eventgrid?functionName=nope", json=[eg_event]).status_code == 404
+    unknown = f"{url}/runtime/webhooks/eventgrid?functionName=nope&code={EVENTGRID_SYSTEM_KEY}"
+    assert requests.post(unknown, json=[eg_event]).status_code == 404
+
+
+def test_the_event_grid_webhook_needs_its_system_key_or_the_master_key(host: tuple[ToyApp, str]) -> None:
+    app, url = host
+    hook = f"{url}/runtime/webhooks/eventgrid?functionName=on_event"
+    event = {
+        "id": "keyed-1",
+        "subject": "s",
+        "eventType": "Contoso.Done",
+        "eventTime": "2026-11-21T23:42:55Z",
+        "dataVersion": "1.0",
+        "data": {},
+    }
+    validation = [{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "data": {}}]
+    for wrong in ({}, {"code": "nope"}, {"code": FUNCTION_KEY}, {"code": BLOBS_SYSTEM_KEY}):
+        assert requests.post(hook, params=wrong, json=[event]).status_code == 401, wrong
+        assert requests.post(hook, params=wrong, json=validation).status_code == 401, wrong
+        assert requests.options(hook, params=wrong).status_code == 401, wrong
+    assert "keyed-1" not in {r["id"] for r in app.records("on_event")}
+    assert requests.post(hook, params={"code": MASTER_KEY}, json=[event]).status_code == 200
+    assert requests.post(hook, headers={"x-functions-key": EVENTGRID_SYSTEM_KEY}, json=[event]).status_code == 200
+    assert [r["id"] for r in app.records("on_event")].count("keyed-1") == 2
+
+
+def test_event_grid_delivers_through_a_subscription_url_carrying_the_system_key(
+    host: tuple[ToyApp, str], tmp_path: Path
+) -> None:
+    """What a stack that subscribes the dev host to the Event Grid emulator does: the key rides in the
+    subscription URL, which reaches the emulator through its environment, never its command line."""
+    app, url = host
+    hook = f"{url}/runtime/webhooks/eventgrid?functionName=on_event&code={EVENTGRID_SYSTEM_KEY}"
+    topic_key = "dGVzdC10b3BpYy1rZXk="
+    service, endpoint = start_eventgrid(
+        key=topic_key,
+        log_path=tmp_path / "eventgrid.log",
+        events_log=tmp_path / "events.jsonl",
+        subscriptions=[f"devhost={hook};types=Contoso.Delivered"],
+        retry_scale=0.01,
+        state_dir=tmp_path / "state",
+    )
+    try:
+        event_id = f"delivered-{uuid.uuid4().hex[:8]}"
+        client = EventGridPublisherClient(endpoint, AzureKeyCredential(topic_key))
+        client.send([CloudEvent(source="/tests", type="Contoso.Delivered", data={"n": 3}, id=event_id)])
+        [delivered] = wait_for(lambda: [r for r in app.records("on_event") if r["id"] == event_id])
+        assert (delivered["kind"], delivered["data"]) == ("CloudEvent", {"n": 3})
+        command_line = Path(f"/proc/{service.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert "localdev.eventgrid" in command_line
+        assert EVENTGRID_SYSTEM_KEY not in command_line
+        assert topic_key not in command_line
+    finally:
+        service.stop()
+
+
+def test_a_new_keys_file_has_a_system_key_for_each_extension_webhook(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    keys, what = load_or_create_keys(path)
+    assert what is KeysFile.CREATED
+    assert set(keys.system_keys) == set(SYSTEM_KEY_NAMES)
+    assert len({keys.master_key, *keys.function_keys.values(), *keys.system_keys.values()}) == 4  # all different
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_create_keys(path) == (keys, KeysFile.READ)
+
+
+def test_a_keys_file_from_before_system_keys_gets_them_added_and_keeps_its_keys(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"masterKey": "m", "functionKeys": {"default": "f"}, "systemKeys": {"x": "y"}}))
+    keys, what = load_or_create_keys(path)
+    assert what is KeysFile.UPDATED
+    assert (keys.master_key, keys.function_keys) == ("m", {"default": "f"})
+    assert set(keys.system_keys) == {"x", *SYSTEM_KEY_NAMES}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_create_keys(path) == (keys, KeysFile.READ)  # written back: the same keys next start

@@ -6,6 +6,7 @@ import pytest
 
 from shared.config import Settings
 from shared.errors import ConfigError
+from shared.redaction import HIDDEN, shown_value
 from tests.fakes import BASE_SETTINGS
 
 
@@ -108,3 +109,88 @@ def test_identity_and_deployment_settings() -> None:
         Settings.from_env(
             {**env, "AzureWebJobsStorage__accountName": "a", "AzureWebJobsStorage__credential": "connectionstring"}
         )
+
+
+# ---- what a ConfigError may echo: it is logged, so never a credential ---------------------------------
+
+SAS_SIGNATURE = "c2lnbmF0dXJlLW9mLWEtc2Fz"
+SAS_QUERY = f"sv=2024-11-04&sp=r&se=2030-01-01&sig={SAS_SIGNATURE}"
+# Azurite's published account key: it has the shape of every storage account key.
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def problem_for(key: str, env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    (problem,) = [p for p in caught.value.problems if p.startswith(f"{key}:")]
+    return problem
+
+
+def test_a_bad_value_is_still_echoed_when_it_is_harmless() -> None:
+    problem = problem_for("INPUT_CONTAINER", {**BASE_SETTINGS, "INPUT_CONTAINER": "Bad_Name"})
+    assert problem.startswith("INPUT_CONTAINER: 'Bad_Name' is not a valid container name")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("BATCH_ENDPOINT_URI", f"ftp://ep.example.com/jobs?{SAS_QUERY}", "'ftp://ep.example.com/jobs'"),
+        (
+            "EVENTGRID_TOPIC_ENDPOINT",
+            f"http://topic.example.com/api/events?{SAS_QUERY}",
+            "'http://topic.example.com/api/events'",
+        ),
+        ("AML_MANAGEMENT_ENDPOINT", f"ftp://mgmt.example.com/#{SAS_QUERY}", "'ftp://mgmt.example.com/'"),
+        ("AML_MANAGEMENT_ENDPOINT", f"ftp://admin:{SAS_SIGNATURE}@mgmt.example.com/", "'ftp://mgmt.example.com/'"),
+    ],
+)
+def test_an_echoed_url_loses_its_query_string_and_user_info(key: str, value: str, shown: str) -> None:
+    problem = problem_for(key, {**BASE_SETTINGS, key: value})
+    assert problem.startswith(f"{key}: {shown} (")  # then says what was hidden, then what is wrong
+    assert SAS_SIGNATURE not in problem
+    assert "sig=" not in problem
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("INPUT_CONTAINER", f"DefaultEndpointsProtocol=https;AccountName=prod;AccountKey={ACCOUNT_KEY}"),
+        ("OUTPUT_CONTAINER", ACCOUNT_KEY),  # a bare key pasted into the wrong setting
+        ("JOBS_TABLE", f"SharedAccessSignature={SAS_QUERY}"),
+        ("EVENT_SCHEMA", SAS_QUERY),
+        ("POLL_CONCURRENCY", "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MEFCQ0RFRkdI"),  # a random token's shape
+        ("CSV_DELIMITER", f"Endpoint=sb://x/;SharedAccessKeyName=send;SharedAccessKey={ACCOUNT_KEY}"),
+        ("AML_OUTPUT_DATASTORE", f"sig={SAS_SIGNATURE}"),
+    ],
+)
+def test_a_value_that_looks_like_a_credential_is_never_echoed(key: str, value: str) -> None:
+    problem = problem_for(key, {**BASE_SETTINGS, key: value})
+    assert problem.startswith(f"{key}: {HIDDEN} ")
+    for secret in (value, ACCOUNT_KEY, SAS_SIGNATURE, "AccountKey", "sig="):
+        assert secret not in problem
+
+
+def test_the_storage_credential_kind_is_not_echoed_when_it_looks_like_a_connection_string() -> None:
+    env = {k: v for k, v in BASE_SETTINGS.items() if k != "AzureWebJobsStorage"}
+    credential = f"AccountName=prod;AccountKey={ACCOUNT_KEY}"
+    problem = problem_for(
+        "AzureWebJobsStorage__credential",
+        {**env, "AzureWebJobsStorage__accountName": "prod", "AzureWebJobsStorage__credential": credential},
+    )
+    assert problem == f"AzureWebJobsStorage__credential: {HIDDEN} is not managedidentity (the only kind supported)"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "AzureWebJobsStorage",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        "EVENTGRID_TOPIC_KEY",
+        "AML_LOCAL_TOKEN",
+        "SOME_CLIENT_SECRET",
+    ],
+)
+def test_a_setting_that_may_hold_a_credential_never_shows_its_value(key: str) -> None:
+    assert shown_value(key, "harmless-looking") == HIDDEN
+    assert shown_value("INPUT_CONTAINER", "harmless-looking") == "'harmless-looking'"

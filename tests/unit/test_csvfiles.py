@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import time
+
 import pytest
 
 from shared.csvfiles import (
@@ -167,3 +171,98 @@ def test_form_feeds_and_line_separators_inside_fields_are_data() -> None:
 
 def test_a_quoted_field_with_a_newline_is_one_row() -> None:
     assert validate_head(b'a,b\n1,"two\nlines"\n2,x\n', truncated=False).rows_in_head == 2
+
+
+# Regressions found by the properties in test_csv_properties.py. Rows are what Azure ML (pandas.read_csv)
+# numbers: an empty line or one of only spaces/tabs is not a row, any other record is.
+
+
+def joined(source: bytes, predictions: dict[int, str], size: int = 3) -> tuple[bytes, JoinStats]:
+    stats = JoinStats()
+    out = b"".join(join_predictions(chunked(source, size), [Prediction(*p) for p in predictions.items()], stats))
+    return out, stats
+
+
+def test_a_row_of_empty_cells_keeps_its_index_and_its_prediction() -> None:
+    # Was: the `,` row was dropped, so `3,4` got the prediction of row 1 (y) instead of its own (z).
+    out, stats = joined(b"a,b\n1,2\n,\n3,4\n", {0: "x", 1: "y", 2: "z"})
+    assert out == b"a,b,prediction\n1,2,x\n,,y\n3,4,z\n"
+    assert (stats.rows_in, stats.rows_out, stats.rows_missing) == (3, 3, 0)
+    out, _ = joined(b'a\n1\n""\n3\n', {0: "x", 1: "y", 2: "z"})  # a single empty cell, as csv.writer writes it
+    assert out == b"a,prediction\n1,x\n,y\n3,z\n"
+    assert validate_head(b"a,b\n1,2\n,\n3,4\n", truncated=False).rows_in_head == 3
+
+
+def test_blank_lines_are_not_rows_anywhere() -> None:
+    # Was: a blank line before the header became the header: the output had `prediction` as its only
+    # column and the real header as data row 0, every prediction one row off.
+    out, stats = joined(b"\r\n\na,b\n1,2\n  \n\t\n\n3,4\n", {0: "x", 1: "z"})
+    assert out == b"a,b,prediction\n1,2,x\n3,4,z\n"
+    assert stats.rows_in == 2
+    assert validate_head(b"\na,b\n1,2\n", truncated=False).columns == ("a", "b")
+
+
+def test_a_header_of_empty_cells_is_not_skipped() -> None:
+    # Was: skipped, and the first data row taken as the header (pandas takes `,` as the header).
+    assert "column 1" in rejects("EmptyColumnName", b",\na,b\n1,2\n")
+
+
+def test_a_short_row_of_empty_cells_is_ragged() -> None:
+    assert "row 2 has 2 fields" in rejects("RaggedRows", b"a,b,c\n1,2,3\n,\n")
+
+
+def test_a_lone_carriage_return_in_a_cell_survives_the_join() -> None:
+    # Was (Python 3.11): written unquoted under a \n terminator, so the row came back split in two.
+    out, _ = joined(b'a,"b\rc"\r\n1,"x\ry"\r\n2,z\r\n', {0: "p\rq", 1: "r"})
+    assert list(csv.reader(io.StringIO(out.decode(), newline=""))) == [
+        ["a", "b\rc", "prediction"],
+        ["1", "x\ry", "p\rq"],
+        ["2", "z", "r"],
+    ]
+
+
+def test_a_field_over_128_kib_is_data() -> None:
+    # Was: `_csv.Error: field larger than field limit (131072)`, neither a rejection nor a join.
+    big = "x" * 200_000
+    source = f'a,b\n1,"{big}"\n'.encode()
+    assert validate_head(source, truncated=False).rows_in_head == 1
+    out, _ = joined(source, {0: "p"}, size=65536)
+    assert out == f"a,b,prediction\n1,{big},p\n".encode()
+
+
+def test_a_head_cut_inside_the_first_data_row_is_not_judged() -> None:
+    # Was: the partial quoted row was judged (RaggedRows), or the header alone made it HeaderOnly.
+    data = b'a,b\n"x\ny",1\n2,3\n'
+    for cut in (4, 7, 9):
+        head = validate_head(data[:cut], truncated=True)
+        assert (head.columns, head.rows_in_head) == (("a", "b"), 0)
+    assert validate_head(data[:12], truncated=True).rows_in_head == 1
+
+
+def test_a_head_without_a_complete_header_is_header_too_long() -> None:
+    # Was: HeaderOnly for a quoted header cut after its inner newline; Empty for blank lines then a cut.
+    rejects("HeaderTooLong", b'"a\nb",c\n1,2\n'[:3], truncated=True)
+    assert "no complete header line" in rejects("HeaderTooLong", b"\n\n\na,", truncated=True)
+
+
+def test_the_prediction_column_does_not_collide_with_a_padded_name() -> None:
+    out, _ = joined(b" prediction ,b\n1,2\n", {0: "x"})
+    assert out == b" prediction ,b,prediction_2\n1,2,x\n"
+
+
+def test_twenty_thousand_columns_are_checked_fast_and_listed_briefly() -> None:
+    header = ",".join(f"c{i}" for i in range(20_000)).encode() + b"\n" + b",".join(b"1" for _ in range(20_000)) + b"\n"
+    started = time.perf_counter()
+    with pytest.raises(InputInvalid) as caught:
+        validate_head(header, truncated=False, delimiter=",", required_columns=("carat",))
+    assert time.perf_counter() - started < 1.0  # was 4.7 s: a quadratic duplicate check
+    assert caught.value.code == "MissingColumns"
+    assert caught.value.message.endswith("c19, ... (20000 columns)")
+
+
+def test_a_bad_utf8_byte_past_the_head_is_a_rejection_not_a_crash() -> None:
+    data = b"a,b\n" + b"1,2\n" * 10 + b"3,\xff\n"
+    stats = JoinStats()
+    with pytest.raises(InputInvalid) as caught:
+        b"".join(join_predictions([data], [], stats))
+    assert caught.value.code == "NotUtf8"

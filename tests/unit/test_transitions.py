@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.core import completion, polling, submission
+from shared.core import completion, naming, polling, submission
 from shared.core.decision import Action
 from shared.core.naming import aml_job_name, job_key
 from shared.errors import BlobChanged, BlobMissing
@@ -213,6 +213,7 @@ def test_delivery_completes_the_job_and_queues_job_completed_in_the_same_write()
         name="day/x.csv.predictions.csv",
         url="https://acct.blob.core.windows.net/predictions/day/x.csv.predictions.csv",
         archive_container="processed",
+        archived=completion.MoveOutcome.MOVED,
         rows_in=3,
         rows_out=2,
         rows_missing=1,
@@ -243,20 +244,97 @@ def test_unusable_output_fails_the_job_before_anything_is_filed() -> None:
     ],
 )
 def test_filing_queues_the_one_final_event(state: JobState, event: EventType) -> None:
-    job = completion.filed(submission.ended(fresh(), state, "E", "m", NOW), moved_to="failed", now=NOW)
+    ended = submission.ended(fresh(), state, "E", "m", NOW)
+    job = completion.filed(ended, target="failed", outcome=completion.MoveOutcome.MOVED, now=NOW)
     assert (job.stage, job.archive_container, job.events_pending) == (Stage.FILED, "failed", (event.value,))
+    assert job.input_not_moved == ""
 
 
-def test_an_input_replaced_or_deleted_under_us_is_not_ours_to_move() -> None:
-    assert completion.input_is_ours(submission.ended(fresh(), JobState.FAILED, "ScoringAuthorization", "m", NOW))
-    for code in (BlobChanged.code, BlobMissing.code):
-        assert not completion.input_is_ours(submission.ended(fresh(), JobState.CANCELED, code, "m", NOW))
+def test_filing_an_input_that_was_not_moved_says_why_and_never_where() -> None:
+    ended = submission.ended(fresh(), JobState.FAILED, "E", "m", NOW)
+    job = completion.filed(ended, target="failed", outcome=completion.MoveOutcome.GONE, now=NOW)
+    assert (job.archive_container, job.input_not_moved) == ("", "gone")
+
+
+def test_an_input_replaced_deleted_or_badly_named_is_not_tried() -> None:
+    assert (
+        completion.move_not_needed(submission.ended(fresh(), JobState.FAILED, "ScoringAuthorization", "m", NOW)) is None
+    )
+    expected = {
+        BlobChanged.code: completion.MoveOutcome.OVERWRITTEN,
+        BlobMissing.code: completion.MoveOutcome.GONE,
+        "BadName": completion.MoveOutcome.NAME_UNUSABLE,
+    }
+    for code, outcome in expected.items():
+        assert completion.move_not_needed(submission.ended(fresh(), JobState.REJECTED, code, "m", NOW)) is outcome
+
+
+def test_before_a_move_only_our_own_copy_counts_as_moved() -> None:
+    job = scored()
+    ours = info("0xA", **{completion.MOVED_BY: job.job_id})
+    theirs = info("0xB", **{completion.MOVED_BY: "another-job"})
+    before = completion.before_move
+    assert before(job, source=info('"0x8D1"'), at_target=None) is None  # ours, still there: copy it
+    assert before(job, source=None, at_target=ours) is completion.MoveOutcome.ALREADY_MOVED
+    assert before(job, source=None, at_target=theirs) is completion.MoveOutcome.GONE
+    assert before(job, source=None, at_target=None) is completion.MoveOutcome.GONE
+    assert before(job, source=info("0x9"), at_target=theirs) is completion.MoveOutcome.OVERWRITTEN
+    assert before(job, source=info("0x9"), at_target=ours) is completion.MoveOutcome.ALREADY_MOVED
+
+
+def test_completion_gives_up_a_scored_job_with_its_last_error() -> None:
+    noted = completion.completion_failed(scored(), error="StorageRequestRejected: HTTP 400", now=NOW)
+    gave_up = completion.completion_given_up(noted, why="completion did not finish after 5 attempts", now=NOW)
+    assert (gave_up.state, gave_up.stage, gave_up.error_code) == (JobState.FAILED, Stage.ENDED, "CompletionGaveUp")
+    assert gave_up.error_message == (
+        "completion did not finish after 5 attempts; last error: StorageRequestRejected: HTTP 400"
+    )
+    failed = submission.ended(fresh(), JobState.FAILED, "UserError", "boom", NOW)
+    assert completion.completion_given_up(failed, why="x", now=NOW) is failed  # keeps its own error
+
+
+def test_completion_attempts_are_counted_and_bounded() -> None:
+    job = scored()
+    for _ in range(3):
+        job = polling.completion_queued(job, NOW)
+    assert job.completion_attempts == 3
+    assert not polling.completion_exhausted(job, 4)
+    assert polling.completion_exhausted(job, 3)
+
+
+def test_a_row_written_a_moment_ago_is_left_to_its_writer() -> None:
+    job = replace(fresh(), updated_at=NOW)
+    assert not polling.settled(job, NOW + timedelta(seconds=59), timedelta(seconds=60))
+    assert polling.settled(job, NOW + timedelta(seconds=60), timedelta(seconds=60))
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("a/../b.csv", "'..' path segment"),
+        ("./b.csv", "'.' or '..'"),
+        ("a//b.csv", "empty"),
+        ("bad\x07bell.csv", "control"),
+        ("line\nbreak.csv", "control"),
+        ("invoice\u202egnp.csv", "bidirectional"),
+        ("x" * 1005 + ".csv", "1009 characters long"),
+    ],
+)
+def test_hostile_names_are_refused_with_the_reason(name: str, problem: str) -> None:
+    found = naming.name_problem(name)
+    assert found is not None
+    assert problem in found
+
+
+@pytest.mark.parametrize("name", ["a.csv", "dir/sub/x y #1 ?%.csv", "données/é.csv", "x" * 1004 + ".csv"])
+def test_ordinary_names_pass(name: str) -> None:
+    assert naming.name_problem(name) is None
 
 
 def test_a_job_is_done_only_when_filed_and_every_event_is_out() -> None:
     ended = submission.ended(fresh(), JobState.REJECTED, "NotCsv", "m", NOW)
     assert completion.closed(ended, NOW) is None  # not filed yet
-    filed = completion.filed(ended, moved_to="rejected", now=NOW)
+    filed = completion.filed(ended, target="rejected", outcome=completion.MoveOutcome.MOVED, now=NOW)
     assert completion.closed(filed, NOW) is None  # InputRejected still pending
     assert completion.unpublished(filed) == [EventType.INPUT_REJECTED.value]
     out = completion.published(filed, completion.unpublished(filed), NOW)

@@ -87,10 +87,17 @@ def test_a_new_upload_over_the_same_name_is_a_new_job() -> None:
     assert len({post.output_uri for post in world.scoring.posts}) == 2
 
 
-def test_zero_byte_blobs_are_ignored() -> None:
+def test_a_zero_byte_upload_is_rejected_as_empty_not_ignored() -> None:
     world = make_world()
-    assert intake.accept_blob(world.deps, container="incoming", name="x.csv", size=0, etag="0x1", url="u") is None
-    assert world.store.rows == {}
+    drop(world, name="empty.csv", data=b"")
+    job = only_job(world)
+    assert (job.state, job.error_code, job.finalized) == (JobState.REJECTED, "Empty", True)
+    assert world.blobs.names("incoming") == []
+    assert world.blobs.data("rejected", "empty.csv") == b""
+    assert world.blobs.ranged_reads == []  # nothing to read
+    assert world.events.types() == [EventType.INPUT_REJECTED.value]
+    assert world.events.published[0].data["input"]["size"] == 0
+    assert_events_valid(world)
 
 
 def test_the_whole_life_of_a_job() -> None:
@@ -336,6 +343,9 @@ def test_events_stay_pending_while_the_topic_is_down_and_go_out_later() -> None:
     job = only_job(world)
     assert job.events_pending == (EventType.JOB_SUBMITTED.value,)
     assert job.events_published == ()
+    poll.poll(world.deps)  # the row was written a moment ago: left to its writer (OUTBOX_GRACE_SECONDS)
+    assert world.events.types() == []
+    world.clock.advance(seconds=60)
     poll.poll(world.deps)
     assert only_job(world).events_published == (EventType.JOB_SUBMITTED.value,)
     assert world.events.types() == [EventType.JOB_SUBMITTED.value]
@@ -542,6 +552,7 @@ def test_a_crash_before_the_input_is_filed_never_announces_the_failure_early() -
     with pytest.raises(SimulatedCrash):
         drop(world)
     world.store.crash_on_update = None
+    world.clock.advance(seconds=60)
     poll.poll(world.deps)  # a tick after the crash: the failure is not announced before the move
     assert world.events.types() == []
     run_completions(world)
@@ -554,7 +565,9 @@ def test_a_job_submitted_event_published_late_still_says_submitted() -> None:
     world.scoring.script = [RemoteStatus.RUNNING]
     world.events.fail_next = 2  # the topic is down at submission and at the next tick
     drop(world)
+    world.clock.advance(seconds=60)
     poll.poll(world.deps)  # publishing fails again; the job moves to Running
+    world.clock.advance(seconds=60)
     poll.poll(world.deps)  # the event finally goes out while the job is Running
     (event,) = world.events.published
     assert event.type == EventType.JOB_SUBMITTED.value
