@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: help install test unit lint format typecheck check-infra demo up down status doctor bench clean
+.PHONY: help install test unit lint format typecheck check-infra demo up down status doctor chaos bench clean
 
 help:
 	@echo "make demo   - run a CSV end to end on the local stack (Azurite + emulators + dev host)"
@@ -17,6 +17,7 @@ help:
 	@echo "make check-infra - the Bicep templates in infra/, offline: checkov, parser and consistency tests"
 	@echo "make up / down / status - the local stack"
 	@echo "make doctor - the health check against make up's stack (python -m shared.doctor)"
+	@echo "make chaos  - the full chaos run on a fresh local stack (kill -9, outages, faults; README: Chaos test)"
 	@echo "make bench  - benchmarks (ratios against a baseline measured in the same run)"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -73,6 +74,10 @@ status: $(STAMP)
 
 doctor: $(STAMP)
 	$(PY) -m shared.doctor --settings .localdev/local.settings.json
+
+# The full chaos run (python -m localdev chaos --help for a shorter or another seeded one).
+chaos: install
+	$(PY) -m localdev chaos
 
 bench: install
 	$(PY) bench/import_time.py

@@ -39,7 +39,7 @@ class CsvHead:
 
 
 def validate_name_and_size(name: str, size: int, max_bytes: int) -> None:
-    if not name.lower().endswith(".csv"):
+    if not name.lower().endswith(".csv") or name.rsplit("/", 1)[-1].lower() == ".csv":
         raise InputInvalid(f"'{name}' is not a .csv file; only .csv inputs are scored", code="NotCsv")
     if size > max_bytes:
         raise InputInvalid(
@@ -69,6 +69,11 @@ def validate_head(
     # takes it as the header too, so skipping it would shift every row and prediction by one.
     lines = [record for record in records if not _is_blank_line(record)]
     header = tuple(cell.strip() for cell in lines[0])
+    if any("\x00" in column for column in header):  # valid UTF-8, but no CSV header holds NULs
+        raise InputInvalid(
+            "the header holds NUL characters: is the file UTF-16 without a byte-order mark, or binary?",
+            code="NotUtf8",
+        )
     _check_delimiter(header, delimiter)
     _check_header(header, tuple(required_columns))
     data = lines[1:]
@@ -85,12 +90,24 @@ def _complete_records(text: str, delimiter: str, truncated: bool) -> list[list[s
     Cutting at the last newline is not enough: the newline may sit inside a quoted cell. Appending a
     character tells: it starts a new record only if the last one was complete.
     """
+    if not truncated:
+        _check_quotes_close(text, delimiter)
     records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     if truncated and records:
         probe = text + ("x" if delimiter != "x" else "y")
         if sum(1 for _ in csv.reader(io.StringIO(probe, newline=""), delimiter=delimiter)) == len(records):
             records.pop()
     return records
+
+
+def _check_quotes_close(text: str, delimiter: str) -> None:
+    """The whole file was read: a quote still open at its end swallowed the rest of it (pandas refuses it)."""
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise InputInvalid("a quoted cell is never closed: the file ends inside it", code="UnclosedQuote") from None
 
 
 def _has_cells(row: list[str]) -> bool:

@@ -1,5 +1,5 @@
-"""The checks of a chaos run: per input version (state, Azure ML jobs, event, predictions, input) and
-for the stack as a whole (converged, poison queues, leftovers, tracebacks)."""
+"""The chaos run's checks of each input version: terminal state, Azure ML jobs, events, predictions,
+where the input went (the stack as a whole: stack_checks.py)."""
 
 from __future__ import annotations
 
@@ -48,13 +48,6 @@ class VersionRow:
     @property
     def passed(self) -> bool:
         return Verdict.FAIL not in self.verdicts.values()
-
-
-@dataclass(frozen=True)
-class StackCheck:
-    name: str
-    passed: bool
-    detail: str
 
 
 def final_event(state: str) -> str:
@@ -152,7 +145,7 @@ class VersionChecker:
         if never_submitted and jobs:
             problems.append(f"compute spent on a version never submitted: {', '.join(j.name for j in jobs)}")
         final = [j for j in jobs if j.attempt == record.attempt]
-        needed = {"Completed": "Completed"}.get(record.state) or ("Failed" if record.code == "UserError" else None)
+        needed = _azure_ml_status_behind(record)
         if needed and not any(j.status == needed for j in final):
             problems.append(f"no {needed} Azure ML job for attempt {record.attempt} ({[j.status for j in final]})")
         return problems
@@ -249,6 +242,15 @@ class VersionChecker:
         return record.moved_to if record else ""
 
 
+def _azure_ml_status_behind(record: Record) -> str | None:
+    """The status the Azure ML job of the recorded attempt must have for the record to be true: Completed
+    behind a Completed job and behind a join that failed on the input (BlobChanged/BlobMissing come only after
+    Scored), Failed behind Azure ML's own UserError. None when no Azure ML job is implied."""
+    if record.state == "Completed" or (record.state == "Failed" and record.code in {"BlobChanged", "BlobMissing"}):
+        return "Completed"
+    return "Failed" if record.state == "Failed" and record.code == "UserError" else None
+
+
 def _event_differences(data: dict[str, Any], record: Record) -> list[str]:
     """Where an event's data says something other than the ledger row it was built from."""
     seen = data.get("input", {})
@@ -267,45 +269,3 @@ def _event_differences(data: dict[str, Any], record: Record) -> list[str]:
     else:
         expected.append(("error.code", data.get("error", {}).get("code"), record.code))
     return [f"{key} is {got!r}, the ledger says {want!r}" for key, got, want in expected if got != want]
-
-
-def stack_checks(
-    *,
-    journal: Journal,
-    snapshot: Snapshot,
-    input_container: str,
-    converged: str | None,
-    unexplained: Sequence[str],
-) -> list[StackCheck]:
-    """`converged`: None when everything finished in time, else what had not."""
-    versions = {(u.upload.name, u.etag) for u in journal.uploads}
-    not_moved = {(r.name, r.etag) for r in snapshot.records if r.not_moved and not r.moved_to}
-    incoming = snapshot.blobs.get(input_container, {})
-    left = sorted(name for name, blob in incoming.items() if (name, blob.etag) not in not_moved)
-    phantom = sorted(r.job_id for r in snapshot.records if (r.name, r.etag) not in versions)
-    known_jobs = {r.job_id for r in snapshot.records}
-    foreign = sorted({j.name for j in snapshot.aml_jobs if j.job_id not in known_jobs})
-    foreign += snapshot.unattributed_aml_jobs
-    poisoned = {queue: count for queue, count in snapshot.poison.items() if count}
-    return [
-        StackCheck("converged", converged is None, converged or "every job is Done; the active index is empty"),
-        StackCheck("poison queues empty", not poisoned, _listed(poisoned) or _poison_detail(snapshot.poison)),
-        StackCheck(
-            "nothing left in the input container",
-            not left,
-            _listed(left) or "only inputs their records say were left in place",
-        ),
-        StackCheck("every ledger row is an uploaded version", not phantom, _listed(phantom) or "yes"),
-        StackCheck("every Azure ML job belongs to a ledger job", not foreign, _listed(foreign) or "yes"),
-        StackCheck("no unexplained traceback in the logs", not unexplained, _listed(list(unexplained)) or "none"),
-    ]
-
-
-def _listed(items: Sequence[str] | dict[str, int]) -> str:
-    if isinstance(items, dict):
-        return ", ".join(f"{key}: {value}" for key, value in items.items())
-    return "; ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
-
-
-def _poison_detail(queues: dict[str, int]) -> str:
-    return f"{', '.join(sorted(queues))}: empty" if queues else "no poison queue was ever created"

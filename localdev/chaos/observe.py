@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,7 @@ class Snapshot:
     blobs: dict[str, dict[str, StoredBlob]]  # container -> name -> blob
     poison: dict[str, int]  # poison queue -> messages in it
     active: int  # rows of the active index
+    received: dict[str, list[float]] = field(default_factory=dict)  # event id -> when each copy was accepted
 
 
 class StackReader:
@@ -187,16 +189,21 @@ class StackReader:
     def snapshot(self) -> Snapshot:
         env = self.env
         aml_jobs, unattributed = self.emulator_jobs()
-        containers = ("INPUT_CONTAINER", "OUTPUT_CONTAINER", "ARCHIVE_CONTAINER", "FAILED_CONTAINER")
-        containers += ("REJECTED_CONTAINER",)
+        accepted = read_records(Path(env["EVENTS_LOG"]))
+        received: dict[str, list[float]] = {}
+        for record in accepted:
+            moment = datetime.fromisoformat(record["receivedAt"].replace("Z", "+00:00")).timestamp()
+            received.setdefault(str(record["event"]["id"]), []).append(moment)
+        containers = ("INPUT", "OUTPUT", "ARCHIVE", "FAILED", "REJECTED")
         return Snapshot(
             records=self.records(),
-            events=[record["event"] for record in read_records(Path(env["EVENTS_LOG"]))],
+            events=[record["event"] for record in accepted],
             aml_jobs=aml_jobs,
             unattributed_aml_jobs=unattributed,
-            blobs={env[key]: self.listing(env[key]) for key in containers},
+            blobs={env[f"{key}_CONTAINER"]: self.listing(env[f"{key}_CONTAINER"]) for key in containers},
             poison=self.poison_counts(),
             active=self.active_count(),
+            received=received,
         )
 
     def aml_output(self, job: AmlJob) -> bytes | None:

@@ -167,11 +167,14 @@ def _next_upload(
         target = earlier[-1]
         at = target.at + rng.uniform(0.05, 0.4)
         return Upload(number, target.name, Kind.VALID, at, first_row, rows, target.number, Overwrite.EARLY)
-    in_flight_targets = [upload for upload in latest.values() if upload.kind is Kind.VALID]
+    in_flight_targets = [upload for upload in latest.values() if upload.kind in {Kind.VALID, Kind.FAILING}]
     if choice == "in-flight" and in_flight_targets:
         target = max(in_flight_targets, key=lambda upload: upload.number)  # the newest: its job is young
         at = max(base, target.at + 0.5)
-        return Upload(number, target.name, Kind.VALID, at, first_row, rows, target.number, Overwrite.IN_FLIGHT)
+        # A job Azure ML fails, overwritten by a header-only file: issue 10's reproduction of a filing that
+        # was recorded but never happened. Any other in-flight job is overwritten by another valid CSV.
+        kind = Kind.HEADER_ONLY if target.kind is Kind.FAILING else Kind.VALID
+        return Upload(number, target.name, kind, at, first_row, rows, target.number, Overwrite.IN_FLIGHT)
     # Invalid kinds take turns (from a seeded start), so a run with eight invalid files has one of each.
     invalid = sum(1 for upload in earlier if upload.kind in REJECTION_CODE) + seed_offset
     kind = {"failing": Kind.FAILING, "invalid": INVALID_KINDS[invalid % len(INVALID_KINDS)]}.get(choice, Kind.VALID)
@@ -184,8 +187,9 @@ def _latest_versions(uploads: list[Upload]) -> dict[str, Upload]:
 
 
 def _replaceable(upload: Upload) -> bool:
-    """A version whose name still means the same kind after a valid CSV replaces it."""
-    return upload.kind not in {Kind.FAILING, Kind.NOT_CSV}
+    """A version whose name still means the same kind after a valid CSV replaces it (a .txt name is refused,
+    a name with FAIL_MARK is failed by Azure ML, whatever the file holds)."""
+    return upload.kind is not Kind.NOT_CSV and FAIL_MARK not in upload.name
 
 
 def _name(number: int, kind: Kind, style: int) -> str:

@@ -6,7 +6,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from localdev.chaos.checks import CHECKS, StackCheck, Verdict, VersionRow
+from localdev.chaos.checks import CHECKS, Verdict, VersionRow
+from localdev.chaos.stack_checks import StackCheck
 
 NAME_WIDTH = 34
 OUTCOME_WIDTH = 44

@@ -77,7 +77,9 @@ class Allowed:
         if self.state is None:
             return "unseen"
         codes = "|".join(sorted(self.codes or ()))
-        places = ([f"->{self.moved_to}"] if self.moved_to else []) + [f"~{r}" for r in sorted(self.not_moved)]
+        # "~replaced": left in place for any of the reasons a newer upload of the name gives (REPLACED_NOT_MOVED).
+        reasons = ["replaced"] if self.not_moved == REPLACED_NOT_MOVED else sorted(self.not_moved)
+        places = ([f"->{self.moved_to}"] if self.moved_to else []) + [f"~{reason}" for reason in reasons]
         return " ".join(part for part in (self.state, codes, "|".join(places)) if part)
 
 
@@ -135,6 +137,16 @@ def expectations(facts: VersionFacts, containers: Containers) -> tuple[Allowed, 
             message_has=own.message_has,
         )
     )
+    if facts.kind in {Kind.VALID, Kind.FAILING}:  # submitted: Azure ML may find the input gone
+        allowed.append(
+            Allowed(
+                "Failed",
+                "replaced, and the replacement filed, before Azure ML read it (Azure ML: input does not exist)",
+                frozenset({"UserError"}),
+                not_moved=REPLACED_NOT_MOVED,
+                message_has=INPUT_MISSING_IN_AZURE_ML,
+            )
+        )
     if facts.kind is Kind.VALID:
         allowed += [
             Allowed(
@@ -148,13 +160,6 @@ def expectations(facts: VersionFacts, containers: Containers) -> tuple[Allowed, 
                 "replaced, and the replacement filed, before its predictions were joined",
                 frozenset({"BlobMissing"}),
                 not_moved=frozenset({"gone"}),
-            ),
-            Allowed(
-                "Failed",
-                "replaced, and the replacement filed, before Azure ML read it (Azure ML: input does not exist)",
-                frozenset({"UserError"}),
-                not_moved=REPLACED_NOT_MOVED,
-                message_has=INPUT_MISSING_IN_AZURE_ML,
             ),
         ]
     return tuple(allowed)

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from localdev.chaos.checks import VersionChecker, stack_checks
+from localdev.chaos.checks import VersionChecker
 from localdev.chaos.journal import Journal, Uploaded
 from localdev.chaos.observe import StackReader
 from localdev.chaos.plan import REQUIRED_COLUMNS, Action, ChaosPlan, Overwrite, Step, Upload, content, make_plan
 from localdev.chaos.report import Figures, render_problems, render_stack_checks, render_summary, render_table
 from localdev.chaos.rules import Containers
+from localdev.chaos.stack_checks import stack_checks
 from localdev.chaos.tracebacks import unexplained
 from localdev.stack import (
     StackError,
@@ -43,6 +44,15 @@ CHAOS_SETTINGS = {
     "REQUIRED_COLUMNS": ",".join(REQUIRED_COLUMNS),  # a file without a model column is rejected up front
 }
 IN_FLIGHT = {"Submitted", "Running"}
+#: The step that ends each outage: it follows its own start by the planned time, however late that began.
+RECOVERY = {Action.KILL_HOST: Action.START_HOST, Action.STOP_TOPIC: Action.START_TOPIC}
+PART_HURT = {
+    Action.KILL_HOST: "functions-host",
+    Action.START_HOST: "functions-host",
+    Action.STOP_TOPIC: "eventgrid",
+    Action.START_TOPIC: "eventgrid",
+    Action.RESTART_AZURITE: "azurite",
+}
 POLL_SECONDS = 0.1
 PROGRESS_SECONDS = 10.0
 
@@ -83,13 +93,14 @@ class Driver:
         self.reader, self.options, self.say, self.wait = reader, options, say, wait
         self.journal = Journal()
         self._by_number: dict[int, Uploaded] = {}
+        self._late: dict[Action, float] = {}  # recovery step -> how late the outage it ends began
 
     def run(self, plan: ChaosPlan) -> Journal:
         pending = plan.timeline()
         origin = time.monotonic()
         while pending:
             elapsed = time.monotonic() - origin
-            item = next((item for item in pending if item.at <= elapsed and self._ready(item, elapsed)), None)
+            item = next((i for i in pending if self._due(i) <= elapsed and self._ready(i, elapsed, pending)), None)
             if item is None:
                 time.sleep(POLL_SECONDS)
                 continue
@@ -97,11 +108,19 @@ class Driver:
             if isinstance(item, Upload):
                 self._upload(item, note=self._late_note(item, elapsed))
             else:
+                if item.action in RECOVERY:
+                    self._late[RECOVERY[item.action]] = max(0.0, elapsed - item.at)
                 self._step(item)
         return self.journal
 
-    def _ready(self, item: Upload | Step, elapsed: float) -> bool:
-        if isinstance(item, Step) or item.replaces is None:
+    def _due(self, item: Upload | Step) -> float:
+        return item.at + (self._late.get(item.action, 0.0) if isinstance(item, Step) else 0.0)
+
+    def _ready(self, item: Upload | Step, elapsed: float, pending: list[Upload | Step]) -> bool:
+        if isinstance(item, Step):  # one part's steps in plan order: never a kill before the last restart
+            part = PART_HURT[item.action]
+            return not any(isinstance(o, Step) and PART_HURT[o.action] == part and o.at < item.at for o in pending)
+        if item.replaces is None:
             return True
         target = self._by_number.get(item.replaces)
         if target is None:
@@ -213,6 +232,7 @@ def run_chaos(options: ChaosOptions, *, say: Callable[[str], None] = print) -> i
         say(f"{clock.stamp()} {text}")
 
     log(_plan_summary(plan, directory))
+    log(f"the same plan again: {_command_line(options)}")
     passed, started = False, False
     try:
         stack = up(stack_options, on_progress=log)
@@ -244,6 +264,15 @@ def run_chaos(options: ChaosOptions, *, say: Callable[[str], None] = print) -> i
             elif directory.exists():
                 say(f"kept {directory} (logs in {directory / 'logs'})")
     return 0 if passed else 1
+
+
+def _command_line(options: ChaosOptions) -> str:
+    text = (
+        f"python -m localdev chaos --seed {options.seed} --files {options.files} --kills {options.kills} "
+        f"--topic-down {options.topic_down_seconds:g} --spacing {options.spacing:g}"
+    )
+    text += "" if options.azurite_restart else " --no-azurite-restart"
+    return text + (f" --faults '{options.faults}'" if options.faults else "")
 
 
 def _plan_summary(plan: ChaosPlan, directory: Path) -> str:

@@ -77,7 +77,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    # Split on "\n" only: the log is written with ensure_ascii=False, so an event may hold U+2028 or U+0085,
+    # which splitlines() would take for line ends.
+    for line in path.read_text(encoding="utf-8").split("\n"):
         if line.strip():
             try:
                 records.append(json.loads(line))

@@ -56,7 +56,8 @@ class BlobPattern:
             last = match.end()
         pieces.append(re.escape(blob_pattern[last:]))
         prefix = blob_pattern.split("{", 1)[0]
-        return cls(container, prefix, re.compile("^" + "".join(pieces) + "$"))
+        # DOTALL: a blob name may hold a newline, and Azure still triggers on it.
+        return cls(container, prefix, re.compile("^" + "".join(pieces) + "$", re.DOTALL))
 
     def match(self, container: str, blob_name: str) -> dict[str, str] | None:
         if container != self.container:

@@ -91,6 +91,8 @@ def parse_completion_message(body: str) -> str:
 BAD_NAME = "BadName"
 #: Azure's limit for a blob name; every name we derive from an input must fit too.
 MAX_BLOB_NAME = 1024
+#: A file name's limit on the Linux compute that mounts the input (ext4 and most others: 255 bytes).
+MAX_SEGMENT_BYTES = 255
 _LONGEST_SUFFIX = max(len(predictions_name("")), len(reason_name("")))
 #: Unicode's bidirectional controls: they make a name display differently from what it is.
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -102,6 +104,12 @@ def name_problem(name: str) -> str | None:
         return "it has an empty, '.' or '..' path segment"
     if any(unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS for char in name):
         return "it holds a control or bidirectional-override character"
+    longest = max(len(segment.encode("utf-8")) for segment in name.split("/"))
+    if longest > MAX_SEGMENT_BYTES:
+        return (
+            f"a path segment is {longest} bytes; Azure ML's compute mounts inputs as files, whose names "
+            f"may have at most {MAX_SEGMENT_BYTES} bytes"
+        )
     if len(name) + _LONGEST_SUFFIX > MAX_BLOB_NAME:
         return (
             f"it is {len(name)} characters long; names derived from it (+{_LONGEST_SUFFIX}) would pass "
@@ -111,4 +119,5 @@ def name_problem(name: str) -> str | None:
 
 
 def is_health_probe(name: str) -> bool:
-    return name.startswith(HEALTH_PROBE_PREFIX)
+    """Only the health check's own folder: `_dropscore-healthy.csv` is an ordinary input."""
+    return name.startswith(HEALTH_PROBE_PREFIX + "/")

@@ -8,10 +8,12 @@ import pytest
 
 from localdev.batch_endpoint.faults import DEFAULT_FAIL_MESSAGE, FaultSpec
 from localdev.chaos.plan import (
+    FAIL_MARK,
     INVALID_KINDS,
     REJECTION_CODE,
     REQUIRED_COLUMNS,
     Action,
+    ChaosPlan,
     Kind,
     Overwrite,
     Upload,
@@ -30,9 +32,10 @@ from shared.csvfiles import validate_head, validate_name_and_size
 from shared.errors import InputInvalid
 
 CONTAINERS = Containers(archive="processed", failed="failed", rejected="rejected")
+INPUT_GONE = "The input path 'x' does not exist or is not accessible (ScriptExecution.StreamAccess.NotFound)."
 
 
-def _plan(seed: int = 3, files: int = 60, kills: int = 6):  # type: ignore[no-untyped-def]
+def _plan(seed: int = 3, files: int = 60, kills: int = 6) -> ChaosPlan:
     return make_plan(seed=seed, files=files, kills=kills, topic_down_seconds=20.0, azurite_restart=True)
 
 
@@ -77,21 +80,35 @@ def test_a_long_plan_has_every_invalid_kind() -> None:
     assert {upload.kind for upload in _plan().uploads} >= set(INVALID_KINDS)
 
 
-def test_an_overwrite_replaces_an_earlier_version_of_its_name_with_a_valid_csv() -> None:
-    uploads = {upload.number: upload for upload in _plan(seed=11).uploads}
+@pytest.mark.parametrize("seed", [1, 11, 12])
+def test_an_overwrite_replaces_an_earlier_version_of_its_name(seed: int) -> None:
+    uploads = {upload.number: upload for upload in _plan(seed=seed).uploads}
     overwrites = [upload for upload in uploads.values() if upload.replaces is not None]
 
     assert overwrites
     for upload in overwrites:
         target = uploads[upload.replaces or 0]
         assert target.number < upload.number
-        assert (target.name, upload.kind) == (upload.name, Kind.VALID)
-        assert target.kind not in {Kind.FAILING, Kind.NOT_CSV}  # the name keeps meaning what it meant
+        assert target.name == upload.name
         if upload.overwrite is Overwrite.EARLY:
             assert 0 < upload.at - target.at < 0.5
             assert target.overwrite is None
+            assert upload.kind is Kind.VALID
+            assert target.kind is not Kind.NOT_CSV  # the name keeps meaning what it meant
+            assert FAIL_MARK not in upload.name
+        elif target.kind is Kind.FAILING:  # issue 10's reproduction: a failing job overwritten by a header-only file
+            assert upload.kind is Kind.HEADER_ONLY
         else:
-            assert target.kind is Kind.VALID  # only a valid version is ever in flight
+            assert (target.kind, upload.kind) == (Kind.VALID, Kind.VALID)  # only a submitted job is in flight
+
+
+def test_a_failing_job_is_overwritten_in_flight_in_a_long_plan() -> None:
+    uploads = {upload.number: upload for upload in _plan(seed=1).uploads}
+
+    assert any(
+        upload.overwrite is Overwrite.IN_FLIGHT and uploads[upload.replaces or 0].kind is Kind.FAILING
+        for upload in uploads.values()
+    )
 
 
 @pytest.mark.parametrize("kind", list(Kind))
@@ -155,7 +172,7 @@ def test_a_replaced_version_may_end_as_the_moment_of_its_replacement_dictates() 
         Outcome("Completed", not_moved="changed-while-moving"),
         Outcome("Failed", "BlobChanged", not_moved="overwritten"),
         Outcome("Failed", "BlobMissing", not_moved="gone"),
-        Outcome("Failed", "UserError", not_moved="gone", message="The input path 'x' does not exist or is not accessible"),
+        Outcome("Failed", "UserError", not_moved="gone", message=INPUT_GONE),
     ]
     for outcome in allowed:
         assert _judged(Kind.VALID, outcome, replaced=True), outcome
@@ -179,6 +196,17 @@ def test_a_replaced_version_still_cannot_end_just_anyhow() -> None:
 def test_a_replaced_version_may_go_unseen_only_if_it_was_there_briefly() -> None:
     assert _judged(Kind.VALID, Outcome(None), replaced=True, visible=UNSEEN_LIMIT_SECONDS - 1)
     assert not _judged(Kind.VALID, Outcome(None), replaced=True, visible=UNSEEN_LIMIT_SECONDS + 1)
+
+
+def test_a_replaced_failing_version_fails_as_azure_ml_says_with_its_input_filed_or_left() -> None:
+    failed_here = Outcome("Failed", "UserError", moved_to="failed", message=DEFAULT_FAIL_MESSAGE)
+    left_in_place = Outcome("Failed", "UserError", not_moved="overwritten", message=DEFAULT_FAIL_MESSAGE)
+
+    assert _judged(Kind.FAILING, failed_here, replaced=True)
+    assert _judged(Kind.FAILING, left_in_place, replaced=True)
+    assert _judged(Kind.FAILING, Outcome("Failed", "UserError", not_moved="gone", message=INPUT_GONE), replaced=True)
+    assert not _judged(Kind.FAILING, Outcome("Failed", "BlobChanged", not_moved="overwritten"), replaced=True)
+    assert not _judged(Kind.FAILING, Outcome("Completed", moved_to="processed"), replaced=True)
 
 
 def test_a_replaced_invalid_version_is_rejected_with_its_own_code_or_canceled_before_validation() -> None:

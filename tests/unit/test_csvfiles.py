@@ -266,3 +266,26 @@ def test_a_bad_utf8_byte_past_the_head_is_a_rejection_not_a_crash() -> None:
     with pytest.raises(InputInvalid) as caught:
         b"".join(join_predictions([data], [], stats))
     assert caught.value.code == "NotUtf8"
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ("a,b\n1,2\n".encode("utf-16-le"), "NotUtf8"),  # UTF-16 without a BOM is valid UTF-8, full of NULs
+        (b"\x00" * 64, "NotUtf8"),
+        (b'a,b\n1,2\n3,"4\n', "UnclosedQuote"),
+    ],
+)
+def test_content_that_would_fail_in_azure_ml_is_rejected_first(data: bytes, code: str) -> None:
+    with pytest.raises(InputInvalid) as caught:
+        validate_head(data, truncated=False)
+    assert caught.value.code == code
+
+
+def test_a_quote_open_at_the_cut_of_a_long_file_is_not_judged() -> None:
+    assert validate_head(b'a,b\n1,2\n3,"4 and more', truncated=True).rows_in_head == 1
+
+
+def test_a_file_named_only_by_its_extension_is_not_a_csv() -> None:
+    with pytest.raises(InputInvalid, match=r"not a \.csv file"):
+        validate_name_and_size("dir/.csv", 10, 100)
