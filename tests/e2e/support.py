@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -134,22 +132,3 @@ class StackClient:
 
     def host_log(self) -> str:
         return (self.paths.logs / "functions-host.log").read_text(errors="replace")
-
-
-def joined_csv(input_csv: bytes, predictions: Sequence[str]) -> str:
-    """What the app must write: the input's header + `prediction`, each input row + its prediction."""
-    rows = list(csv.reader(io.StringIO(input_csv.decode())))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*rows[0], "prediction"])
-    for row, prediction in zip(rows[1:], predictions, strict=True):
-        writer.writerow([*row, prediction])
-    return out.getvalue()
-
-
-def emulator_predictions(raw: bytes) -> list[str]:
-    """The emulator's append_row output (`row,prediction,file_name`, no header) in row order."""
-    lines = [line for line in csv.reader(io.StringIO(raw.decode())) if line]
-    ordered = sorted(lines, key=lambda fields: int(fields[0]))
-    assert [int(fields[0]) for fields in ordered] == list(range(len(ordered)))
-    return [",".join(fields[1:-1]) for fields in ordered]

@@ -6,13 +6,12 @@ import json
 
 import pytest
 
+from localdev.chaos.checks import emulator_predictions, joined_csv
 from tests.e2e.support import (
     FAIL_MATCH,
     FAIL_MESSAGE,
     StackClient,
     demo_rows,
-    emulator_predictions,
-    joined_csv,
     unique_name,
     wait_for,
 )
