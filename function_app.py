@@ -83,15 +83,15 @@ def complete_job(message: func.QueueMessage) -> None:
 @app.function_name("give_up_completion")
 @app.queue_trigger(arg_name="message", queue_name="%COMPLETIONS_QUEUE%-poison", connection="AzureWebJobsStorage")
 def give_up_completion(message: func.QueueMessage) -> None:
-    """A completion message failed every delivery (the host moved it to the poison queue): the job ends
-    Failed (CompletionGaveUp), its input is filed and JobFailed published. Never left alone there."""
+    """A completion message failed every delivery (the host moved it to the poison queue): one attempt
+    spent. The poller queues another later; past COMPLETION_MAX_ATTEMPTS the job ends Failed
+    (CompletionGaveUp), its input filed and JobFailed published. Never left alone there."""
     try:
         job_id = parse_completion_message(message.get_body().decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         log.error("give_up_completion: dropped malformed poisoned message %s: %s", message.id, exc)
         return
-    why = f"the completion message failed {message.dequeue_count or 'every'} deliveries and reached the poison queue"
-    complete.give_up(runtime.deps(), job_id, why=why)
+    complete.poisoned(runtime.deps(), job_id)
 
 
 @app.function_name("get_job")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from shared.core import completion as transitions
 from shared.core.completion import MoveOutcome
 from shared.core.naming import BAD_NAME, predictions_name, reason_name
-from shared.core.polling import completion_queued
+from shared.core.polling import completion_exhausted, completion_queued
 from shared.core.submission import ended
 from shared.csvfiles import (
     JoinStats,
@@ -49,6 +49,29 @@ def complete(deps: Deps, job_id: str) -> Job | None:
             raise  # the queue redelivers; past the bound the job ends CompletionGaveUp (see give_up)
 
 
+def poisoned(deps: Deps, job_id: str) -> Job | None:
+    """A completion message failed every delivery (the host moved it to the poison queue). Quick
+    redeliveries can all fall inside one outage, so this counts as one spent attempt: while attempts
+    remain, the poller queues a new message after COMPLETION_REDELIVERY_SECONDS; past the bound, give up."""
+    with about_job(job_id):
+        job = deps.store.get(job_id)
+        if job is None or job.finalized:
+            return job
+        if not job.completion_error:  # the failing runs could not record why: say at least where it ended
+            error = "its completion message failed every delivery (poison queue)"
+            job = deps.store.update(transitions.completion_failed(job, error=error, now=deps.clock()))
+        if completion_exhausted(job, deps.settings.completion_max_attempts):
+            why = f"the completion message reached the poison queue after {job.completion_attempts} attempts"
+            return give_up(deps, job_id, why=why)
+        log.warning(
+            "job %s: completion message poisoned (attempt %d of %d); the poller queues another later",
+            job_id,
+            job.completion_attempts,
+            deps.settings.completion_max_attempts,
+        )
+        return job
+
+
 def give_up(deps: Deps, job_id: str, *, why: str) -> Job | None:
     """Completion kept failing (the poller counted its messages, or one reached the poison queue): the job
     ends Failed with CompletionGaveUp and the last error, its input is filed and JobFailed published. If
@@ -75,7 +98,8 @@ def give_up(deps: Deps, job_id: str, *, why: str) -> Job | None:
 
 def _remember_failure(deps: Deps, job_id: str, exc: Exception) -> None:
     """Best effort: keep the error for CompletionGaveUp's message; the redelivery happens either way."""
-    error = exc.message if isinstance(exc, DropScoreError) else f"{type(exc).__name__}: {exc}"
+    # Untyped errors keep only their type: their text is not vetted for what it may carry (URLs, keys).
+    error = exc.message if isinstance(exc, DropScoreError) else f"{type(exc).__name__} (see the function log)"
     try:
         current = deps.store.get(job_id)
         if current is not None and not current.finalized:
@@ -198,7 +222,14 @@ def _file_input(deps: Deps, job: Job) -> Job:
     else:
         target = settings.failed_container
     outcome = transitions.move_not_needed(job) or _move_input(deps, job, target=target)
+    if not outcome.moved and _archived_by_us(deps, job):  # delivered once, then failed: it is in the archive
+        target, outcome = settings.archive_container, transitions.MoveOutcome.ALREADY_MOVED
     return deps.store.update(transitions.filed(job, target=target, outcome=outcome, now=deps.clock()))
+
+
+def _archived_by_us(deps: Deps, job: Job) -> bool:
+    archived = deps.blobs.properties(deps.settings.archive_container, job.name)
+    return archived is not None and archived.metadata.get(transitions.MOVED_BY) == job.job_id
 
 
 def _reason_name(job: Job) -> str:

@@ -25,7 +25,7 @@ from shared.core.polling import (
 )
 from shared.errors import DropScoreError, PermanentError, RemoteJobNotFound, StaleJob, TransientError
 from shared.logcontext import about_job
-from shared.models import REMOTE_ACTIVE, Job
+from shared.models import REMOTE_ACTIVE, Job, Stage
 from shared.ports import ActiveEntry
 from shared.usecases.complete import finalize, give_up, request_completion
 from shared.usecases.deps import Deps, retry_lost_races
@@ -78,12 +78,14 @@ def poll_job(deps: Deps, job_id: str, *, indexed_at: datetime | None = None) -> 
         return step.value
     if job is None:
         return step.value
-    if settled(job, deps.clock(), deps.outbox_grace):
-        job = flush_events(deps, job)  # only rows nobody is writing: a live trigger publishes its own events
+    # Only rows nobody is writing: a live trigger publishes its own events and finishes its own jobs.
+    quiet = settled(job, deps.clock(), deps.outbox_grace)
+    if quiet:
+        job = flush_events(deps, job)
     if step is PollStep.CHECK_REMOTE:
         return _check_remote(deps, job)
     if step is PollStep.ENSURE_COMPLETION:
-        return _ensure_completion(deps, job)
+        return _ensure_completion(deps, job, quiet=quiet)
     if step is PollStep.RESUME:
         advance(deps, job)
     return step.value
@@ -144,15 +146,19 @@ def _cancel_quietly(deps: Deps, job: Job) -> None:
         log.warning("job %s: over its limit; set AML_WORKSPACE_ID so the Azure ML job is canceled too", job.job_id)
 
 
-def _ensure_completion(deps: Deps, job: Job) -> str:
+def _ensure_completion(deps: Deps, job: Job, *, quiet: bool) -> str:
     """A finished job not yet done: re-queue its completion if the last message seems lost, and give up
     (CompletionGaveUp) once every message it was allowed has been spent."""
     now, settings = deps.clock(), deps.settings
-    if job.completion_enqueued_at is None and not settled(job, now, deps.outbox_grace):
-        return "completing"  # it ended a moment ago, in a trigger that is finishing it right now
+    if not quiet and (job.completion_enqueued_at is None or job.stage is Stage.FILED):
+        return "completing"  # written a moment ago, by a trigger or completion finishing it right now
+    if job.stage is Stage.FILED:  # only its final event is left: no completion needed, close it here
+        finalize(deps, job)
+        return "closing"
     if not completion_overdue(job, now, timedelta(seconds=settings.completion_redelivery_seconds)):
         return "completing"
-    if completion_exhausted(job, settings.completion_max_attempts):
+    # Give up only on completions that failed: a backlog or a slow join spends messages without failing.
+    if completion_exhausted(job, settings.completion_max_attempts) and job.completion_error:
         give_up(deps, job.job_id, why=f"completion did not finish after {job.completion_attempts} attempts")
         return "completion-gave-up"
     request_completion(deps, job)

@@ -24,6 +24,7 @@ import requests
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 
+from localdev.chaos.checks import emulator_predictions
 from localdev.eventgrid.eventlog import read_records
 from localdev.functions_host.blob_trigger import BlobPattern
 from localdev.stack import function_key
@@ -42,7 +43,7 @@ from tests.e2e.hostile_cases import (
     Rejected,
     StorageRefused,
 )
-from tests.e2e.support import StackClient, emulator_predictions
+from tests.e2e.support import StackClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

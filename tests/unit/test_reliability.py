@@ -151,14 +151,72 @@ def test_a_completion_that_keeps_failing_gives_up_after_its_bound() -> None:
     assert world.store.active_rows == set()
 
 
-def test_a_poisoned_completion_message_ends_the_job_instead_of_lingering() -> None:
-    world = make_world()
+def test_a_poisoned_completion_message_is_one_attempt_then_the_job_gives_up() -> None:
+    world = make_world(COMPLETION_MAX_ATTEMPTS="2", COMPLETION_REDELIVERY_SECONDS="60")
     world.scoring.script = [RemoteStatus.COMPLETED]
     job = drop(world, "p.csv")
     poll.poll(world.deps)
-    world.queue.drain()  # the message failed every delivery and went to the poison queue
-    complete.give_up(world.deps, job.job_id, why="the completion message reached the poison queue")
+    world.queue.drain()  # the message failed every delivery (an outage?) and went to the poison queue
+    assert complete.poisoned(world.deps, job.job_id) == world.store.rows[job.job_id]
+    assert world.store.rows[job.job_id].state is JobState.SCORED  # attempt 1 of 2: not given up yet
+    world.clock.advance(seconds=61)
+    assert poll.poll(world.deps).outcomes == {"completion-requeued": 1}
+    world.queue.drain()  # poisoned again: the last attempt
+    complete.poisoned(world.deps, job.job_id)
     stored = world.store.rows[job.job_id]
     assert (stored.state, stored.error_code, stored.finalized) == (JobState.FAILED, "CompletionGaveUp", True)
-    assert stored.error_message.startswith("the completion message reached the poison queue; last error:")
+    assert stored.error_message == (
+        "the completion message reached the poison queue after 2 attempts; last error: "
+        "its completion message failed every delivery (poison queue)"
+    )
     assert complete.give_up(world.deps, job.job_id, why="again") == stored  # a duplicate changes nothing
+
+
+def test_a_backlog_that_spends_messages_without_failing_never_gives_up() -> None:
+    world = make_world(COMPLETION_MAX_ATTEMPTS="2", COMPLETION_REDELIVERY_SECONDS="60")
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1", "2"])
+    job = drop(world, "slow.csv")
+    outcomes = []
+    for _ in range(4):  # the messages sit in a backlog: nothing runs, nothing fails
+        outcomes.append(poll.poll(world.deps).outcomes)
+        world.queue.drain()
+        world.clock.advance(seconds=61)
+    assert {"completion-gave-up": 1} not in outcomes
+    assert world.store.rows[job.job_id].state is JobState.SCORED
+    poll.poll(world.deps)
+    run_completions(world)  # the backlog clears: the job completes as it should
+    assert world.store.rows[job.job_id].state is JobState.COMPLETED
+
+
+def test_an_input_archived_before_the_job_gave_up_is_reported_where_it_is() -> None:
+    world = make_world()
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1", "2"])
+    job = drop(world, "arch.csv")
+    poll.poll(world.deps)
+    world.store.crash_on_update = lambda row: row.state is JobState.COMPLETED  # archived, then the write is lost
+    with contextlib.suppress(BaseException):
+        run_completions(world)
+    world.store.crash_on_update = None
+    assert world.blobs.data("processed", "arch.csv") == CSV
+    complete.give_up(world.deps, job.job_id, why="gave up")
+    stored = world.store.rows[job.job_id]
+    assert (stored.error_code, stored.archive_container, stored.input_not_moved) == (
+        "CompletionGaveUp",
+        "processed",
+        "",
+    )
+    assert world.events.published[-1].data["input"]["movedTo"] == "processed"
+
+
+def test_a_filed_job_waiting_for_its_event_is_closed_by_the_poller_not_requeued() -> None:
+    world = make_world(REQUIRED_COLUMNS="nope")
+    world.events.fail_next = 1  # the InputRejected event cannot go out in the trigger
+    job = drop(world, "r.csv")
+    assert world.store.rows[job.job_id].stage is Stage.FILED
+    world.clock.advance(seconds=61)
+    assert poll.poll(world.deps).outcomes == {"closing": 1}
+    stored = world.store.rows[job.job_id]
+    assert (stored.stage, world.queue.messages) == (Stage.DONE, [])
+    assert events_of(world, job) == [EventType.INPUT_REJECTED.value]
