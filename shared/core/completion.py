@@ -56,6 +56,11 @@ class Delivery:
     rows_missing: int
 
 
+def moved_by(job: Job, copy: BlobInfo | None) -> bool:
+    """The blob is a copy this job made (it carries the job's id): another version's copy never counts."""
+    return copy is not None and copy.metadata.get(MOVED_BY) == job.job_id
+
+
 def final_event_type(state: JobState) -> EventType:
     """The one event a finished job publishes."""
     if state in {JobState.SCORED, JobState.COMPLETED}:
@@ -70,7 +75,7 @@ def our_input(job: Job, *, current: BlobInfo | None, archived: BlobInfo | None, 
     an interrupted earlier run. A newer upload under the same name is never joined."""
     if current is not None and unquote_etag(current.etag) == job.blob_etag:
         return BlobVersion(job.container, job.name, job.blob_etag)
-    if archived is not None and archived.metadata.get(MOVED_BY) == job.job_id:
+    if archived is not None and moved_by(job, archived):
         return BlobVersion(archive_container, job.name, archived.etag)
     if current is not None:
         raise BlobChanged(f"the input {job.container}/{job.name} was overwritten before its predictions were joined")
@@ -115,10 +120,9 @@ def move_not_needed(job: Job) -> MoveOutcome | None:
 def before_move(job: Job, *, source: BlobInfo | None, at_target: BlobInfo | None) -> MoveOutcome | None:
     """What is already true before copying our version (None: copy it now). A copy at the target counts as
     ours only when it carries our job id: an earlier run of this job made it."""
-    ours_at_target = at_target is not None and at_target.metadata.get(MOVED_BY) == job.job_id
     if source is not None and unquote_etag(source.etag) == job.blob_etag:
         return None
-    if ours_at_target:
+    if moved_by(job, at_target):
         return MoveOutcome.ALREADY_MOVED
     return MoveOutcome.GONE if source is None else MoveOutcome.OVERWRITTEN
 

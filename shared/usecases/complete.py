@@ -15,7 +15,7 @@ from shared.core.completion import MoveOutcome
 from shared.core.naming import BAD_NAME, predictions_name, reason_name
 from shared.core.polling import completion_exhausted, completion_queued
 from shared.core.submission import ended
-from shared.csvfiles import (
+from shared.csvjoin import (
     JoinStats,
     Prediction,
     PredictionIndex,
@@ -228,8 +228,7 @@ def _file_input(deps: Deps, job: Job) -> Job:
 
 
 def _archived_by_us(deps: Deps, job: Job) -> bool:
-    archived = deps.blobs.properties(deps.settings.archive_container, job.name)
-    return archived is not None and archived.metadata.get(transitions.MOVED_BY) == job.job_id
+    return transitions.moved_by(job, deps.blobs.properties(deps.settings.archive_container, job.name))
 
 
 def _reason_name(job: Job) -> str:

@@ -17,15 +17,8 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from shared.csvfiles import (
-    CsvHead,
-    JoinStats,
-    Prediction,
-    PredictionIndex,
-    join_predictions,
-    parse_predictions,
-    validate_head,
-)
+from shared.csvfiles import CsvHead, validate_head
+from shared.csvjoin import JoinStats, Prediction, PredictionIndex, join_predictions, parse_predictions
 from shared.errors import InputInvalid
 
 #: Deterministic in CI (derandomize), no example database written into the repository, a few seconds in all.

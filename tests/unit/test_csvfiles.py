@@ -8,15 +8,14 @@ import time
 
 import pytest
 
-from shared.csvfiles import (
+from shared.csvfiles import validate_head, validate_name_and_size
+from shared.csvjoin import (
     JoinStats,
     Prediction,
     PredictionIndex,
     PredictionsOutOfOrder,
     join_predictions,
     parse_predictions,
-    validate_head,
-    validate_name_and_size,
 )
 from shared.errors import InputInvalid
 
