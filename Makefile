@@ -82,6 +82,10 @@ chaos: install
 bench: install
 	$(PY) bench/import_time.py
 	$(PY) bench/emulator_scoring.py
+	$(PY) bench/join.py
+	$(PY) bench/poll_tick.py
+	$(PY) bench/intake.py
+	$(PY) bench/burst.py
 
 clean:
 	rm -rf .localdev .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,12 @@ import os
 
 import azure.functions as func
 
+# The blob trigger's SDK-type binding (azurefunctions-extensions-bindings-blob): the host sends the worker the
+# blob's connection, container and name, never its content. Imported here, not lazily: the worker sees the
+# binding only if the extension is loaded when it indexes the functions (azure-functions-runtime checks
+# sys.modules), so a lazy import would only move the same cost into indexing and lose the binding.
+import azurefunctions.extensions.bindings.blob as blob_binding
+
 from shared import httpapi, logcontext, runtime
 from shared.core.naming import is_job_key, parse_completion_message
 from shared.errors import ConfigError
@@ -44,18 +50,17 @@ BLOB_SOURCE = _blob_source()
     connection="AzureWebJobsStorage",
     source=BLOB_SOURCE,
 )
-def on_input_blob(blob: func.InputStream) -> None:
+def on_input_blob(blob: blob_binding.BlobClient) -> None:
     """A CSV landed: record, validate (ranged read, never the whole blob), submit."""
-    container, _, name = (blob.name or "").partition("/")
-    properties = {key.lower(): value for key, value in (getattr(blob, "blob_properties", None) or {}).items()}
-    etag = properties.get("etag")
-    size = (
-        blob.length
-        if blob.length is not None
-        else int(properties.get("length") or properties.get("contentlength") or 0)
-    )
+    # Only names are taken from the binding's client: with no ETag given, accept_blob reads the version's ETag
+    # and size in one properties call through the app's blob adapter (its identity, its error mapping).
     intake.accept_blob(
-        runtime.deps(), container=container, name=name, size=size, etag=str(etag) if etag else None, url=blob.uri or ""
+        runtime.deps(),
+        container=blob.container_name,
+        name=blob.blob_name,
+        size=0,
+        etag=None,
+        url=blob.url.split("?", 1)[0],  # a SAS in the binding's connection never reaches the ledger or events
     )
 
 

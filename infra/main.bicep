@@ -25,6 +25,9 @@ param batchEndpointName string
 @description('Batch deployment to route jobs to (azureml-model-deployment header); empty = the endpoint default deployment.')
 param batchDeploymentName string = ''
 
+@description('REQUIRED_COLUMNS: columns every input must have (comma-separated), "auto" to read them from the deployed MLflow model signature (grants the app Storage Blob Data Reader on the workspace storage account), or empty for no check.')
+param requiredColumns string = 'auto'
+
 @description('Python version of the Flex Consumption runtime.')
 param pythonVersion string = '3.11'
 
@@ -201,6 +204,7 @@ module amlRoles 'modules/roles.bicep' = {
     eventGridTopicName: eventGrid.outputs.topicName
     systemTopicName: eventGrid.outputs.systemTopicName
     amlWorkspaceName: amlWorkspaceName
+    modelStorageAccountId: toLower(requiredColumns) == 'auto' ? azureMl.outputs.workspaceStorageAccountId : ''
   }
 }
 
@@ -233,6 +237,7 @@ module functionApp 'modules/functionapp.bicep' = {
     batchEndpointScoringUri: azureMl.outputs.scoringUri
     batchEndpointName: batchEndpointName
     batchDeploymentName: batchDeploymentName
+    requiredColumns: requiredColumns
     amlWorkspaceId: azureMl.outputs.workspaceId
   }
 }

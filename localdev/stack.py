@@ -278,6 +278,9 @@ def _start_parts(paths: StackPaths, options: StackOptions, started: list[Part], 
         "AML_MANAGEMENT_ENDPOINT": scoring_uri.removesuffix("/jobs"),
         "AML_LOCAL_TOKEN": token,
         "AML_OUTPUT_DATASTORE": OUTPUT_DATASTORE,
+        # The emulator serves the deployment's model through ARM as Azure does, so inputs are checked against
+        # the model's own signature before any job (`--set REQUIRED_COLUMNS=` turns the check off).
+        "REQUIRED_COLUMNS": options.app_settings.get("REQUIRED_COLUMNS", "auto"),
         "EVENTGRID_TOPIC_ENDPOINT": topic_endpoint,
         "EVENTGRID_TOPIC_KEY": eventgrid_key,
         "POLL_SCHEDULE": options.app_settings.get("POLL_SCHEDULE", DEFAULT_POLL_SCHEDULE),
@@ -607,8 +610,9 @@ def job_counts(connection: str, table: str) -> Counter[str]:
     client = TableClient.from_connection_string(connection, table)
     counts: Counter[str] = Counter()
     with contextlib.suppress(ResourceNotFoundError):
-        for entity in client.query_entities("RowKey eq 'job'", select=["state"]):
-            counts[str(entity.get("state", "?"))] += 1
+        for entity in client.list_entities(select=["state"]):  # both key layouts; probe rows have no state
+            if entity.get("state"):
+                counts[str(entity["state"])] += 1
     return counts
 
 

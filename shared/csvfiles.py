@@ -49,6 +49,7 @@ def validate_head(
     truncated: bool,
     delimiter: str = ",",
     required_columns: Iterable[str] = (),
+    columns_source: str = "REQUIRED_COLUMNS",
 ) -> CsvHead:
     """Check the first bytes of a CSV: encoding, header, delimiter, required columns, data rows.
 
@@ -70,7 +71,7 @@ def validate_head(
             code="NotUtf8",
         )
     _check_delimiter(header, delimiter)
-    _check_header(header, tuple(required_columns))
+    _check_header(header, tuple(required_columns), columns_source)
     data = lines[1:]
     # A head that ends inside the first data row (a row longer than the head) says nothing about the data.
     if not truncated and not any(_has_cells(row) for row in data):
@@ -143,7 +144,7 @@ def _check_delimiter(header: tuple[str, ...], delimiter: str) -> None:
             )
 
 
-def _check_header(header: tuple[str, ...], required: tuple[str, ...]) -> None:
+def _check_header(header: tuple[str, ...], required: tuple[str, ...], source: str) -> None:
     if any(not column for column in header):
         position = next(index for index, column in enumerate(header) if not column) + 1
         raise InputInvalid(f"column {position} of the header has no name", code="EmptyColumnName")
@@ -153,7 +154,7 @@ def _check_header(header: tuple[str, ...], required: tuple[str, ...]) -> None:
     missing = [column for column in required if column not in header]
     if missing:
         raise InputInvalid(
-            f"missing required columns: {', '.join(missing)} (REQUIRED_COLUMNS); the header has: {_listing(header)}",
+            f"missing required columns: {', '.join(missing)} ({source}); the header has: {_listing(header)}",
             code="MissingColumns",
         )
 

@@ -116,6 +116,13 @@ class AccessDenied(PermanentError):
     code = "AccessDenied"
 
 
+class ModelSchemaUnavailable(PermanentError):
+    """The model's input columns cannot be known (REQUIRED_COLUMNS=auto): no usable MLflow signature, a model
+    kept somewhere we cannot read, or a deployment without a model. The message says which."""
+
+    code = "ModelSchemaUnavailable"
+
+
 class TopicAuthError(PermanentError):
     """401/403 from the Event Grid topic: the identity may not publish there."""
 

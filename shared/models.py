@@ -192,6 +192,24 @@ class Job:
         return BlobRef(self.account, self.container, self.name, self.blob_etag, self.size, self.input_url)
 
 
+@dataclass(frozen=True)
+class JobSummary:
+    """What the active index keeps of an unfinished job's ledger row (`core.polling.summary_of`): enough for a
+    poll tick to see that Azure ML's answer changes nothing, without reading the row. A hint, never the truth:
+    when it disagrees with Azure ML, the tick reads the row and decides from that."""
+
+    state: JobState
+    aml_job_name: str = ""
+    aml_status: str = ""
+    studio_url: str = ""
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    #: The ledger row's updated_at: pending events are the poller's to publish only once the row has settled.
+    updated_at: datetime | None = None
+    #: Some event of the row is queued but not yet published.
+    events_pending: bool = False
+
+
 class CheckStatus(StrEnum):
     PASS = "pass"  # noqa: S105 - a check outcome, not a password
     FAIL = "fail"
@@ -215,3 +233,11 @@ class HealthReport:
     @property
     def healthy(self) -> bool:
         return all(check.status is not CheckStatus.FAIL for check in self.checks)
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """The input columns a deployed model requires, and which model says so (`name:version`)."""
+
+    model: str
+    columns: tuple[str, ...]

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from shared.events import OutEvent
-from shared.models import BlobInfo, InvokeRequest, Job, JobState, RemoteJob
+from shared.models import BlobInfo, InvokeRequest, Job, JobState, JobSummary, ModelInputs, RemoteJob
 
 
 class ScoringEndpoint(Protocol):
@@ -46,10 +46,12 @@ class ScoringEndpoint(Protocol):
 
 @dataclass(frozen=True)
 class ActiveEntry:
-    """One row of the active index: a job that is not done yet, and when the row was written."""
+    """One row of the active index: a job that is not done yet, when the row was written, and what the row
+    says of the job (None for rows written before the index carried a summary)."""
 
     job_id: str
     updated_at: datetime
+    summary: JobSummary | None = None
 
 
 class JobStore(Protocol):
@@ -64,13 +66,16 @@ class JobStore(Protocol):
         """Write `job` only if the stored row is still at `job.version`; raises StaleJob otherwise."""
 
     def mark_active(self, job: Job) -> None:
-        """Upsert the job's row in the active index."""
+        """Upsert the job's row in the active index, with the summary of `job`."""
+
+    def refresh_active(self, job: Job) -> None:
+        """Rewrite the summary in the job's index row from `job`; never adds a row `unmark_active` removed."""
 
     def unmark_active(self, job_id: str) -> None:
         """Remove the job's row from the active index (no error when it is gone)."""
 
     def active(self) -> Iterator[ActiveEntry]:
-        """Every unfinished job: a poll tick costs O(active), never O(history)."""
+        """Every unfinished job, with its summary: a poll tick costs O(active), never O(history)."""
 
     def query(self, *, state: JobState | None, limit: int) -> list[Job]:
         """Up to `limit` jobs, only those in `state` when given."""
@@ -135,3 +140,15 @@ class ResourceReader(Protocol):
 
     def probe_resource(self, resource_id: str, *, api_version: str) -> None:
         """GET the resource; ResourceMissing when it does not exist, AccessDenied when we may not read it."""
+
+
+class ModelCatalog(Protocol):
+    """What the batch deployment's model expects (Azure ML's ARM API and the model's files)."""
+
+    def input_columns(self, *, endpoint_name: str, deployment: str | None) -> ModelInputs:
+        """The required input columns of the deployment's MLflow model (`deployment` None: the endpoint's default).
+
+        Raises ModelSchemaUnavailable when they cannot be known (no column signature, not an MLflow model,
+        a registry model), ResourceMissing, ScoringAuthError / StorageAuthError when we may not read it,
+        ScoringUnavailable / TransientError when Azure cannot answer now.
+        """

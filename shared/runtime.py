@@ -12,7 +12,9 @@ import threading
 from datetime import UTC, datetime
 
 from shared.config import Settings
+from shared.ports import ModelCatalog
 from shared.usecases.deps import Deps
+from shared.usecases.schema import ModelColumns
 
 _lock = threading.Lock()
 _deps: Deps | None = None
@@ -51,6 +53,11 @@ def build_deps(settings: Settings) -> Deps:
     from shared.adapters.queues import StorageCompletionQueue
     from shared.adapters.tables import TableJobStore
 
+    def model_catalog() -> ModelCatalog:  # built on first use: PyYAML is imported only for REQUIRED_COLUMNS=auto
+        from shared.adapters.modelcatalog import AzureMLModelCatalog
+
+        return AzureMLModelCatalog.from_settings(settings)
+
     return Deps(
         settings=settings,
         store=TableJobStore.from_settings(settings),
@@ -60,4 +67,5 @@ def build_deps(settings: Settings) -> Deps:
         completions=StorageCompletionQueue.from_settings(settings),
         resources=ArmResources.from_settings(settings),
         clock=utc_now,
+        model_columns=ModelColumns(settings, model_catalog, utc_now),
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from shared.config import Settings
+from shared.core.polling import summary_of
 from shared.errors import (
     AccessDenied,
     BlobChanged,
@@ -25,9 +26,10 @@ from shared.errors import (
     TransientError,
 )
 from shared.events import OutEvent
-from shared.models import BlobInfo, InvokeRequest, Job, JobState, RemoteJob, RemoteStatus
+from shared.models import BlobInfo, InvokeRequest, Job, JobState, JobSummary, ModelInputs, RemoteJob, RemoteStatus
 from shared.ports import ActiveEntry
 from shared.usecases.deps import Deps
+from shared.usecases.schema import ModelColumns
 
 _versions = itertools.count(1)
 
@@ -49,6 +51,10 @@ class FakeJobStore:
     def __init__(self) -> None:
         self.rows: dict[str, Job] = {}
         self.active_rows: set[str] = set()
+        #: What each index row says of its job (a row added straight to `active_rows` has none, like an old row).
+        self.summaries: dict[str, JobSummary] = {}
+        #: Job ids in the order `get` read them (a poll tick's ledger reads).
+        self.reads: list[str] = []
         self.writes = 0
         self.crash_on_update: Callable[[Job], bool] | None = None
         self.before_update: Callable[[Job], None] | None = None
@@ -66,6 +72,7 @@ class FakeJobStore:
         return self._stamp(job)
 
     def get(self, job_id: str) -> Job | None:
+        self.reads.append(job_id)
         return self.rows.get(job_id)
 
     def update(self, job: Job) -> Job:
@@ -81,13 +88,19 @@ class FakeJobStore:
 
     def mark_active(self, job: Job) -> None:
         self.active_rows.add(job.job_id)
+        self.summaries[job.job_id] = summary_of(job)
+
+    def refresh_active(self, job: Job) -> None:
+        if job.job_id in self.active_rows:
+            self.summaries[job.job_id] = summary_of(job)
 
     def unmark_active(self, job_id: str) -> None:
         self.active_rows.discard(job_id)
+        self.summaries.pop(job_id, None)
 
     def active(self) -> Iterator[ActiveEntry]:
         for job_id in sorted(self.active_rows):
-            yield ActiveEntry(job_id, datetime.now(UTC))
+            yield ActiveEntry(job_id, datetime.now(UTC), self.summaries.get(job_id))
 
     def query(self, *, state: JobState | None, limit: int) -> list[Job]:
         jobs = [job for job in self.rows.values() if state is None or job.state == state]
@@ -326,6 +339,21 @@ class FakeResources:
             raise ResourceMissing(f"{resource_id} does not exist")
 
 
+class FakeModelCatalog:
+    """Azure ML's model catalog: the deployment's model and its columns, or the error to raise; counts lookups."""
+
+    def __init__(self) -> None:
+        self.inputs = ModelInputs("diamonds:1", ("carat", "cut"))
+        self.error: Exception | None = None
+        self.lookups: list[tuple[str, str | None]] = []
+
+    def input_columns(self, *, endpoint_name: str, deployment: str | None) -> ModelInputs:
+        self.lookups.append((endpoint_name, deployment))
+        if self.error is not None:
+            raise self.error
+        return self.inputs
+
+
 BASE_SETTINGS = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
     "BATCH_ENDPOINT_URI": "https://dropscore-ep.westeurope.inference.ml.azure.com/jobs",
@@ -345,6 +373,12 @@ class World:
     events: FakeEventPublisher = field(default_factory=FakeEventPublisher)
     queue: FakeCompletionQueue = field(default_factory=FakeCompletionQueue)
     resources: FakeResources = field(default_factory=FakeResources)
+    catalog: FakeModelCatalog = field(default_factory=FakeModelCatalog)
+    #: One per world, as one per worker process in the app: it caches what the catalog said.
+    model_columns: ModelColumns = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model_columns = ModelColumns(self.settings, lambda: self.catalog, self.clock)
 
     @property
     def deps(self) -> Deps:
@@ -357,6 +391,7 @@ class World:
             completions=self.queue,
             resources=self.resources,
             clock=self.clock,
+            model_columns=self.model_columns,
         )
 
 

@@ -54,4 +54,7 @@ resource blobDatastores 'Microsoft.MachineLearningServices/workspaces/datastores
 ]
 
 output workspaceId string = workspace.id
+// The workspace's default storage account: its workspaceblobstore and workspaceartifactstore datastores keep the
+// registered models' files (REQUIRED_COLUMNS=auto reads the MLmodel there).
+output workspaceStorageAccountId string = workspace.properties.storageAccount
 output scoringUri string = batchEndpoint.properties.scoringUri

@@ -20,6 +20,7 @@ param blobEventSubscriptionName string
 param batchEndpointScoringUri string
 param batchEndpointName string
 param batchDeploymentName string
+param requiredColumns string
 param amlWorkspaceId string
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -63,6 +64,7 @@ var appSettings = {
   BATCH_ENDPOINT_URI: batchEndpointScoringUri
   BATCH_ENDPOINT_NAME: batchEndpointName
   BATCH_DEPLOYMENT: batchDeploymentName
+  REQUIRED_COLUMNS: requiredColumns
   AML_WORKSPACE_ID: amlWorkspaceId
   AML_INPUT_DATASTORE: amlNames.inputDatastore
   AML_OUTPUT_DATASTORE: amlNames.outputDatastore

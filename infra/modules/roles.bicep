@@ -25,9 +25,13 @@ param eventGridTopicName string
 param systemTopicName string
 param amlWorkspaceName string
 
+@description('Resource id of the storage account behind the deployed model datastore (REQUIRED_COLUMNS=auto reads its MLmodel file there); empty = no grant. Granted only when the account is in this resource group, as a workspace default storage account is.')
+param modelStorageAccountId string = ''
+
 var inAppGroup = grantsIn == 'appResourceGroup'
 var inAmlGroup = grantsIn == 'amlWorkspaceResourceGroup'
 var grantCompute = inAppGroup && !empty(amlComputePrincipalId)
+var grantModelRead = inAmlGroup && !empty(modelStorageAccountId) && toLower(split(modelStorageAccountId, '/')[4]) == toLower(resourceGroup().name)
 
 // Built-in role ids, from Microsoft's "Azure built-in roles" reference.
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -349,5 +353,22 @@ resource appBatchInvoker 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
     description: 'Invoke the batch endpoint, poll, read and cancel its jobs, health-check the endpoint, deployment and datastores.'
+  }
+}
+
+// The workspace's storage account, behind the workspaceblobstore / workspaceartifactstore datastores.
+resource modelStorageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: empty(modelStorageAccountId) ? 'unused' : last(split(modelStorageAccountId, '/'))
+}
+
+// REQUIRED_COLUMNS=auto: the app reads the deployed model's MLmodel (its input signature) there.
+resource appModelReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantModelRead) {
+  name: guid(modelStorageAccount.id, appPrincipalId, storageBlobDataReader)
+  scope: modelStorageAccount
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataReader)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'REQUIRED_COLUMNS=auto: read the deployed model MLmodel file (its input signature) from the workspace storage account.'
   }
 }

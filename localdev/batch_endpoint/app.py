@@ -16,20 +16,15 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from localdev.batch_endpoint.config import WORKSPACE_ID, EmulatorConfig
+from localdev.batch_endpoint.config import EmulatorConfig
 from localdev.batch_endpoint.errors import NO_DEPLOYMENT_MESSAGE, ApiError
 from localdev.batch_endpoint.faults import Faults, FaultSpec, InvokeFault
 from localdev.batch_endpoint.hangup import HUNG_UP_STATUS, OpenConnections
 from localdev.batch_endpoint.jobs import JobManager
 from localdev.batch_endpoint.request import parse_job_request
+from localdev.batch_endpoint.workspace import ARM_WORKSPACE, add_workspace_routes, publish_models
 
-ARM_WORKSPACE = (
-    "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
-    "Microsoft.MachineLearningServices/workspaces/{workspace}"
-)
 ARM_JOB = ARM_WORKSPACE + "/jobs/{name}"
-ARM_DEPLOYMENT = ARM_WORKSPACE + "/batchEndpoints/{endpoint}/deployments/{deployment}"
-ARM_DATASTORE = ARM_WORKSPACE + "/datastores/{datastore}"
 
 log = logging.getLogger("batch_endpoint")
 
@@ -101,6 +96,7 @@ def create_app(config: EmulatorConfig, *, connections: OpenConnections | None = 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        publish_models(config)
         manager.start()
         yield
         manager.stop()
@@ -117,7 +113,7 @@ def create_app(config: EmulatorConfig, *, connections: OpenConnections | None = 
 
     _add_error_handlers(app)
     _add_job_routes(app, config, manager, faults, connections or OpenConnections())
-    _add_workspace_routes(app, config)
+    add_workspace_routes(app, config, _check_token, _require_api_version)
     _add_admin_routes(app, config, manager, faults, stats)
     return app
 
@@ -197,47 +193,6 @@ def _add_job_routes(
             raise _not_found(name)
         location = str(request.url_for("job_status", name=name))
         return Response(status_code=202, headers={"Location": location, "Retry-After": "1"})
-
-
-def _add_workspace_routes(app: FastAPI, config: EmulatorConfig) -> None:
-    """ARM reads of what the emulator serves, so a health check can find them as it would in Azure."""
-
-    @app.get(ARM_DEPLOYMENT)
-    async def arm_deployment(endpoint: str, deployment: str, request: Request) -> dict[str, Any]:
-        _check_token(request, config.token)
-        _require_api_version(request)
-        if endpoint != config.endpoint_name or deployment not in config.deployments:
-            raise ApiError(
-                404,
-                "ResourceNotFound",
-                f"Batch deployment '{deployment}' of endpoint '{endpoint}' was not found. "
-                f"Known: {sorted(config.deployments)} on '{config.endpoint_name}'.",
-            )
-        kind = config.deployments[deployment].kind
-        return {
-            "id": f"{WORKSPACE_ID}/batchEndpoints/{endpoint}/deployments/{deployment}",
-            "name": deployment,
-            "type": "Microsoft.MachineLearningServices/workspaces/batchEndpoints/deployments",
-            "properties": {"provisioningState": "Succeeded", "description": f"emulated {kind} deployment"},
-        }
-
-    @app.get(ARM_DATASTORE)
-    async def arm_datastore(datastore: str, request: Request) -> dict[str, Any]:
-        _check_token(request, config.token)
-        _require_api_version(request)
-        container = config.datastores.get(datastore)
-        if container is None:
-            raise ApiError(404, "ResourceNotFound", f"Datastore '{datastore}' was not found in the workspace.")
-        return {
-            "id": f"{WORKSPACE_ID}/datastores/{datastore}",
-            "name": datastore,
-            "type": "Microsoft.MachineLearningServices/workspaces/datastores",
-            "properties": {
-                "datastoreType": "AzureBlob",
-                "containerName": container,
-                "credentials": {"credentialsType": "None"},
-            },
-        }
 
 
 def _add_admin_routes(

@@ -16,7 +16,8 @@ Spec syntax: comma-separated `key=value` pairs, e.g. `invoke_429_first=2,fail_ma
     fail_match=TEXT                      jobs whose input URI contains TEXT end Failed
     fail_message=TEXT                    error message of injected failures
     stuck_jobs=F / stuck_jobs_first=N / stuck_match=TEXT   jobs that stay Running until canceled
-    slow_status=S                        every GET /jobs/{name} waits S seconds first
+    slow_status=S                        every GET /jobs/{name} waits S seconds first: latency, e.g. 0.05
+                                         for a round trip to Azure (concurrent reads wait side by side)
     seed=N                               seed of the random draws behind fractions (default 0)
 Fractions draw from seeded RNGs, one for invokes and jobs and one for status reads (so the poller's
 reads do not shift which invokes fail): a given sequence of requests always meets the same faults.

@@ -128,15 +128,18 @@ class StackReader:
         return str(client.upload_blob(data, overwrite=True)["etag"]).strip('"')
 
     def records(self) -> list[Record]:
-        return [Record.from_entity(entity) for entity in self._jobs.query_entities("RowKey eq 'job'")]
+        # Every job row, in the current key layout (RowKey = job key) and the previous one (RowKey "job").
+        return [Record.from_entity(entity) for entity in self._jobs.list_entities() if "state" in entity]
 
     def record_of(self, name: str, etag: str) -> Record | None:
-        query = "RowKey eq 'job' and name eq @name and blobEtag eq @etag"
+        query = "name eq @name and blobEtag eq @etag"
         found = list(self._jobs.query_entities(query, parameters={"name": name, "etag": etag}))
         return Record.from_entity(found[0]) if found else None
 
     def active_count(self) -> int:
-        return sum(1 for _ in self._active.query_entities("PartitionKey eq 'active'", select=["RowKey"]))
+        # The index's partitions: "active-<hex digit>" (and "active", the previous layout's only one).
+        partitions = self._active.list_entities(select=["PartitionKey"])
+        return sum(1 for entity in partitions if entity["PartitionKey"].startswith("active"))
 
     def poison_counts(self) -> dict[str, int]:
         counts = {}

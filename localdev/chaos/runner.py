@@ -18,7 +18,7 @@ from pathlib import Path
 from localdev.chaos.checks import VersionChecker
 from localdev.chaos.journal import Journal, Uploaded
 from localdev.chaos.observe import StackReader
-from localdev.chaos.plan import REQUIRED_COLUMNS, Action, ChaosPlan, Overwrite, Step, Upload, content, make_plan
+from localdev.chaos.plan import Action, ChaosPlan, Overwrite, Step, Upload, content, make_plan
 from localdev.chaos.report import Figures, render_problems, render_stack_checks, render_summary, render_table
 from localdev.chaos.rules import Containers
 from localdev.chaos.stack_checks import stack_checks
@@ -41,7 +41,9 @@ CHAOS_SETTINGS = {
     "OUTBOX_GRACE_SECONDS": "5",  # the poller publishes what a killed trigger left pending after this
     "COMPLETION_REDELIVERY_SECONDS": "20",  # a completion lost with a killed host is queued again after this
     "AML_HTTP_TIMEOUT_SECONDS": "10",
-    "REQUIRED_COLUMNS": ",".join(REQUIRED_COLUMNS),  # a file without a model column is rejected up front
+    # The columns are read from the deployed model (as `make up` does), through kills and an Azurite restart;
+    # the plan (localdev/chaos/plan.py REQUIRED_COLUMNS) names the same columns for its MissingColumns files.
+    "REQUIRED_COLUMNS": "auto",
 }
 IN_FLIGHT = {"Submitted", "Running"}
 #: The step that ends each outage: it follows its own start by the planned time, however late that began.

@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env-file", type=Path, help="KEY=VALUE file applied over the environment")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--blob-scan-interval", type=float, default=10.0, help="seconds between container scans")
+    parser.add_argument(
+        "--blob-scan-page-size", type=int, help="blobs listed per scan (default: 10,000 shared by the containers)"
+    )
     parser.add_argument("--host-id", help="host id for receipts and timer status (default: machine name)")
     parser.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to let invocations finish")
     parser.add_argument("--no-auth", action="store_true", help="skip key checks, like Core Tools does locally")
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         host_id=args.host_id or default_host_id(),
         keys=keys,
         blob_scan_interval=args.blob_scan_interval,
+        blob_scan_page_size=args.blob_scan_page_size,
         shutdown_timeout=args.shutdown_timeout,
         auth_enabled=not args.no_auth,
     )

@@ -1,34 +1,34 @@
-"""Blob trigger: container scans (polling source), Event Grid source, receipts and the poison queue.
+"""Blob trigger: which blob versions run when, how often they are tried, and the poison queue.
 
-Receipts follow the WebJobs SDK's `BlobReceiptManager`: block blobs in `azure-webjobs-hosts` named
-`blobreceipts/<hostId>/<functionId>/<ETag>/<container>/<blob>`, where functionId is `Host.Functions.<fn>`
-and the ETag keeps its quotes. The ETag comes before the blob name because blob names can hold slashes.
+The scan (blob_scan.py) finds new versions of polling-source triggers, the blob webhook (server.py) those of
+Event Grid-source ones; receipts (blob_receipts.py) record each version's tries; blob_version.py reads a
+version and builds what the function gets (the content, or for an SDK type only the blob's name).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
+import enum
 import logging
 import re
-import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.functions import meta
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
 from localdev.functions_host import storage
+from localdev.functions_host.blob_receipts import DoneVersions, Receipts, receipt_blob_name
+from localdev.functions_host.blob_scan import SCAN_BUDGET, ContainerScanner, ListedBlob, scan_info_blob_name
+from localdev.functions_host.blob_version import read_blob, trigger_input
 from localdev.functions_host.indexing import FunctionSpec
-from localdev.functions_host.invoker import Invoker, TriggerInput
+from localdev.functions_host.invoker import Invoker
 from localdev.functions_host.settings import resolve_connection
 
 log = logging.getLogger("functions_host")
 
-RECEIPTS_DIRECTORY = "blobreceipts"
+__all__ = ["BlobPattern", "BlobTriggers", "account_name", "receipt_blob_name"]
 _PARAM = re.compile(r"\{([^{}]+)\}")
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
 
@@ -66,75 +66,15 @@ class BlobPattern:
         return found.groupdict() if found else None
 
 
-def receipt_blob_name(host_id: str, function_id: str, etag: str, container: str, blob_name: str) -> str:
-    return f"{RECEIPTS_DIRECTORY}/{host_id}/{function_id}/{etag}/{container}/{blob_name}"
-
-
-@dataclass
-class BlobVersion:
-    container: str
-    name: str
-    etag: str
-    blob_type: str
-    content: bytes
-    properties: dict[str, Any]
-    metadata: dict[str, str]
-    uri: str
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def download_blob(connection_string: str, container: str, name: str) -> BlobVersion:
-    client = storage.blob_service(connection_string).get_blob_client(container, name)
-    downloader = client.download_blob()
-    content = downloader.readall()
-    props = downloader.properties
-    settings = props.content_settings
-    properties = {
-        "Length": props.size,
-        "ContentLength": props.size,
-        "ContentType": settings.content_type,
-        "ContentEncoding": settings.content_encoding,
-        "ETag": props.etag,
-        "LastModified": _iso(props.last_modified),
-        "CreatedOn": _iso(props.creation_time),
-        "BlobType": str(getattr(props.blob_type, "value", props.blob_type)),
-    }
-    return BlobVersion(
-        container=container,
-        name=name,
-        etag=props.etag,
-        blob_type=properties["BlobType"],
-        content=content,
-        properties=properties,
-        metadata=dict(props.metadata or {}),
-        uri=client.url,
-    )
-
-
-def trigger_input(version: BlobVersion, params: dict[str, str], detail: str, attempt: int, tries: int) -> TriggerInput:
-    path = f"{version.container}/{version.name}"
-    metadata = {
-        "BlobTrigger": meta.Datum(path, "string"),
-        "Uri": meta.Datum(version.uri, "string"),
-        "Properties": meta.Datum(json.dumps(version.properties), "json"),
-        "Metadata": meta.Datum(json.dumps(version.metadata), "json"),
-        **{key: meta.Datum(value, "string") for key, value in params.items()},
-    }
-    return TriggerInput(
-        datum=meta.Datum(version.content, "bytes"),
-        metadata=metadata,
-        binding_data={"BlobTrigger": path, **params},
-        detail=detail,
-        attempt=attempt,
-        tries=tries,
-    )
+class TryOutcome(enum.Enum):
+    NOTHING = "nothing to do"  # gone, not matching, or this version is already done
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # tries are left
+    POISONED = "poisoned"
 
 
 class BlobTriggers:
-    """All blob-triggered functions of one host; one scan loop per polling-source function."""
+    """All blob-triggered functions of one host; one scan loop per watched container."""
 
     def __init__(
         self,
@@ -146,166 +86,196 @@ class BlobTriggers:
         parallelism: int,
         scan_interval: float,
         message_encoding: str,
+        scan_page_size: int | None = None,
         event_retry_delay: float = 0.5,
     ) -> None:
         self.host_id = host_id
+        self.receipts = Receipts(host_id, message_encoding)
         self.invoker = invoker
         self.spawn = spawn
         self.threshold = poison_threshold
         self.scan_interval = scan_interval
-        self.message_encoding = message_encoding
+        self.scan_page_size = scan_page_size
         self.event_retry_delay = event_retry_delay
+        # host.json maxDegreeOfParallelism: concurrent invocations of all blob-triggered functions together.
         self._slots = asyncio.Semaphore(parallelism)
-        self._done: set[tuple[str, str, str, str]] = set()
-        self._in_flight: set[tuple[str, str, str]] = set()
-
-    # -- receipts --
-
-    def _receipt_client(self, spec: FunctionSpec, version: BlobVersion) -> Any:
-        name = receipt_blob_name(self.host_id, spec.function_id, version.etag, version.container, version.name)
-        hosts = storage.blob_service(resolve_connection("AzureWebJobsStorage")).get_container_client(
-            storage.HOSTS_CONTAINER
-        )
-        with contextlib.suppress(ResourceExistsError):
-            hosts.create_container()
-        return hosts.get_blob_client(name)
-
-    def _read_receipt(self, client: Any) -> dict[str, str] | None:
-        try:
-            return dict(client.get_blob_properties().metadata or {})
-        except ResourceNotFoundError:
-            return None
-
-    def _begin_attempt(self, spec: FunctionSpec, version: BlobVersion) -> tuple[Any, int] | None:
-        """Count one more try in the receipt before running (like a dequeue count); None when completed."""
-        client = self._receipt_client(spec, version)
-        receipt = self._read_receipt(client)
-        if receipt is None:
-            with contextlib.suppress(ResourceExistsError):
-                client.upload_blob(b"", overwrite=False, metadata={"Completed": "false", "Attempts": "0"})
-            receipt = self._read_receipt(client) or {"Completed": "false", "Attempts": "0"}
-        if receipt.get("Completed") == "true":
-            return None
-        attempt = int(receipt.get("Attempts", "0")) + 1
-        client.set_blob_metadata(
-            {"Completed": "false", "Attempts": str(attempt), "IncompleteInvocationId": str(uuid.uuid4())}
-        )
-        return client, attempt
-
-    def _complete(self, client: Any, attempt: int, outcome: str) -> None:
-        client.set_blob_metadata({"Completed": "true", "Attempts": str(attempt), "Outcome": outcome})
-
-    def _poison(self, spec: FunctionSpec, version: BlobVersion) -> None:
-        message = {
-            "Type": "BlobTrigger",
-            "FunctionId": spec.function_id,
-            "BlobType": version.blob_type,
-            "ContainerName": version.container,
-            "BlobName": version.name,
-            "ETag": version.etag,
-        }
-        queue = storage.queue_service(resolve_connection("AzureWebJobsStorage")).get_queue_client(
-            storage.BLOB_POISON_QUEUE
-        )
-        with contextlib.suppress(ResourceExistsError):
-            queue.create_queue()
-        queue.send_message(storage.encode_message(json.dumps(message), self.message_encoding))
+        # Versions whose receipt is being read or made ahead of their turn: enough to keep the slots fed,
+        # few enough that a burst's receipt calls do not queue in front of the running invocations' own.
+        self._preparing = asyncio.Semaphore(2 * parallelism)
+        self._done = DoneVersions()
+        # (function, container, blob) being tried -> the ETag of the version it is on (None until it read it).
+        self._in_flight: dict[tuple[str, str, str], str | None] = {}
+        # Blobs that changed (or had an event) while being tried: one more pass once the try is over, since a
+        # scan will not list the new version again once the watermark has passed it.
+        self._again: set[tuple[str, str, str]] = set()
+        # LastModified of each version a scan found and that is still being tried: the stored scan
+        # checkpoint never passes them, so a crash cannot lose one.
+        self._unfinished: dict[tuple[str, str, str], datetime] = {}
+        self.stopping = False
 
     # -- processing --
 
-    async def process(self, spec: FunctionSpec, container: str, name: str, source: str) -> bool | None:
-        """One try at the current version of a blob, honouring receipts; None when there was nothing to do."""
+    async def process(
+        self, spec: FunctionSpec, container: str, name: str, source: str, *, retry_delay: float, etag: str | None = None
+    ) -> None:
+        """Try the current version of a blob until it succeeds or is poisoned, `retry_delay` between tries.
+        `etag`: the version a scan listed, if known. An error in the host's own storage calls (Azurite
+        restarting) does not end the tries: the version is tried again after the delay."""
         key = (spec.name, container, name)
         if key in self._in_flight:
-            return None
-        self._in_flight.add(key)
+            self._again.add(key)
+            return
+        self._in_flight[key] = etag
         try:
-            async with self._slots:
-                return await self._process_once(spec, container, name, source)
+            while not self.stopping:
+                try:
+                    outcome = await self._try_once(spec, container, name, source)
+                except Exception:
+                    log.exception("Blob %s/%s for %s: could not be tried; trying again", container, name, spec.name)
+                    outcome = TryOutcome.FAILED
+                if outcome is TryOutcome.FAILED:
+                    await asyncio.sleep(retry_delay)
+                elif key in self._again:
+                    self._again.discard(key)
+                else:
+                    return
         finally:
-            self._in_flight.discard(key)
+            self._in_flight.pop(key, None)
+            self._again.discard(key)
+            if not self.stopping:  # a stopping host leaves it owed: the stored checkpoint still covers it
+                self._unfinished.pop(key, None)
 
-    async def _process_once(self, spec: FunctionSpec, container: str, name: str, source: str) -> bool | None:
+    async def _try_once(self, spec: FunctionSpec, container: str, name: str, source: str) -> TryOutcome:
         params = BlobPattern.parse(spec.trigger["path"]).match(container, name)
         if params is None:
-            return None
+            return TryOutcome.NOTHING
         connection = resolve_connection(spec.trigger.get("connection"))
+        # Like the host's blob trigger queue, maxDegreeOfParallelism bounds invocations, not the receipt work
+        # before them; that work runs at most 2 x maxDegreeOfParallelism versions ahead of a free slot.
+        async with self._preparing:
+            try:
+                found = await asyncio.to_thread(read_blob, connection, container, name, with_content=False)
+            except ResourceNotFoundError:
+                return TryOutcome.NOTHING
+            self._in_flight[(spec.name, container, name)] = found.etag
+            done_key = (spec.name, container, name, found.etag)
+            if done_key in self._done:
+                return TryOutcome.NOTHING
+            opened = await asyncio.to_thread(self.receipts.open, spec.function_id, found.etag, container, name)
+            if opened is None:
+                self._done.add(done_key)
+                return TryOutcome.NOTHING
+            receipt, attempt = opened[0], opened[1] + 1
+            await self._slots.acquire()
         try:
-            version = await asyncio.to_thread(download_blob, connection, container, name)
-        except ResourceNotFoundError:
-            return None
-        done_key = (spec.name, container, name, version.etag)
-        if done_key in self._done:
-            return None
-        begun = await asyncio.to_thread(self._begin_attempt, spec, version)
-        if begun is None:
-            self._done.add(done_key)
-            return None
-        receipt, attempt = begun
-        detail = f"{source} {container}/{name} etag={version.etag} try={attempt}/{self.threshold}"
-        result = await self.invoker.invoke(spec, trigger_input(version, params, detail, attempt, self.threshold))
+            # At its turn the version is read again, as the host does: a changed or deleted blob is not run
+            # (a new version has a receipt of its own). The content, if the binding needs it, is read only now.
+            try:
+                with_content = not spec.is_deferred(spec.trigger)
+                version = await asyncio.to_thread(
+                    read_blob, connection, container, name, with_content=with_content, etag=found.etag
+                )
+            except (ResourceNotFoundError, ResourceModifiedError):
+                return TryOutcome.NOTHING
+            await asyncio.to_thread(self.receipts.count_try, receipt, attempt)
+            detail = f"{source} {container}/{name} etag={version.etag} try={attempt}/{self.threshold}"
+            bound = trigger_input(spec, version, params, detail, attempt=attempt, tries=self.threshold)
+            result = await self.invoker.invoke(spec, bound)
+        finally:
+            self._slots.release()
         if result.succeeded:
-            await asyncio.to_thread(self._complete, receipt, attempt, "Succeeded")
+            await asyncio.to_thread(self.receipts.complete, receipt, attempt, "Succeeded")
             self._done.add(done_key)
-        elif attempt >= self.threshold:
-            log.error(
-                "Blob %s/%s (etag %s) failed %d times for %s: moving it to queue %s",
-                container, name, version.etag, attempt, spec.function_id, storage.BLOB_POISON_QUEUE,
-            )  # fmt: skip
-            await asyncio.to_thread(self._poison, spec, version)
-            await asyncio.to_thread(self._complete, receipt, attempt, "Poisoned")
-            self._done.add(done_key)
-        return result.succeeded
+            return TryOutcome.SUCCEEDED
+        if attempt < self.threshold:
+            return TryOutcome.FAILED
+        log.error(
+            "Blob %s/%s (etag %s) failed %d times for %s: moving it to queue %s",
+            container, name, version.etag, attempt, spec.function_id, storage.BLOB_POISON_QUEUE,
+        )  # fmt: skip
+        await asyncio.to_thread(
+            self.receipts.poison, spec.function_id, version.blob_type, version.etag, container, version.name
+        )
+        await asyncio.to_thread(self.receipts.complete, receipt, attempt, "Poisoned")
+        self._done.add(done_key)
+        return TryOutcome.POISONED
 
     async def run_by_hand(self, spec: FunctionSpec, blob_path: str) -> None:
         """`/admin/functions/<fn>` with input `container/blob`: one run, no receipts (like the host)."""
         container, _, name = blob_path.strip("/").partition("/")
         params = BlobPattern.parse(spec.trigger["path"]).match(container, name) or {}
         connection = resolve_connection(spec.trigger.get("connection"))
+        with_content = not spec.is_deferred(spec.trigger)
         try:
-            version = await asyncio.to_thread(download_blob, connection, container, name)
+            version = await asyncio.to_thread(read_blob, connection, container, name, with_content=with_content)
         except ResourceNotFoundError:
             log.error("Manual run of %s: blob %s does not exist", spec.name, blob_path)
             return
-        await self.invoker.invoke(spec, trigger_input(version, params, f"manual {blob_path}", 1, 1))
+        await self.invoker.invoke(spec, trigger_input(spec, version, params, f"manual {blob_path}", attempt=1, tries=1))
 
     async def process_event(self, spec: FunctionSpec, container: str, name: str) -> None:
         """Event Grid source: no later scan retries the blob, so the tries up to the threshold happen here."""
-        for _ in range(self.threshold):
-            outcome = await self.process(spec, container, name, "EventGrid")
-            if outcome is not False:
-                return
-            await asyncio.sleep(self.event_retry_delay)
+        await self.process(spec, container, name, "EventGrid", retry_delay=self.event_retry_delay)
 
     # -- scanning --
 
-    def _list_candidates(self, spec: FunctionSpec) -> list[tuple[str, str]]:
-        pattern = BlobPattern.parse(spec.trigger["path"])
-        container = storage.blob_service(resolve_connection(spec.trigger.get("connection"))).get_container_client(
-            pattern.container
+    def _scanner(self, specs: list[FunctionSpec], containers_watched: int) -> ContainerScanner:
+        connection = resolve_connection(specs[0].trigger.get("connection"))
+        patterns = [BlobPattern.parse(spec.trigger["path"]) for spec in specs]
+        service = storage.blob_service(connection)
+        checkpoint_name = scan_info_blob_name(self.host_id, str(service.account_name), patterns[0].container)
+        scanner = ContainerScanner(
+            container=service.get_container_client(patterns[0].container),
+            checkpoint=self.receipts.hosts_container().get_blob_client(checkpoint_name),
+            # The host lists the whole container; the prefix all its functions share narrows nothing they need.
+            prefix=_common_prefix([p.prefix for p in patterns]),
+            page_size=self.scan_page_size or max(1, SCAN_BUDGET // containers_watched),
         )
-        found: list[tuple[str, str]] = []
-        try:
-            for blob in container.list_blobs(name_starts_with=pattern.prefix or None):
-                if (spec.name, pattern.container, blob.name, blob.etag) in self._done:
-                    continue
-                if pattern.match(pattern.container, blob.name) is not None:
-                    found.append((pattern.container, blob.name))
-        except ResourceNotFoundError:
-            return []
-        return found
+        scanner.load()
+        return scanner
 
-    async def scan_loop(self, spec: FunctionSpec) -> None:
-        """Poll the container like the scan half of `LogsAndContainerScan` (Azurite has no storage logs)."""
-        while True:
+    def _oldest_unfinished(self, container: str, names: set[str]) -> datetime | None:
+        stamps = [stamp for (fn, c, _), stamp in self._unfinished.items() if c == container and fn in names]
+        return min(stamps, default=None)
+
+    def _dispatch(self, found: ListedBlob, patterns: list[tuple[FunctionSpec, BlobPattern]], container: str) -> None:
+        """Start trying a scan candidate for each function whose path it matches, unless that is under way."""
+        for spec, pattern in patterns:
+            key = (spec.name, container, found.name)
+            if (*key, found.etag) in self._done or pattern.match(container, found.name) is None:
+                continue
+            if key in self._in_flight:
+                if self._in_flight[key] != found.etag:
+                    self._again.add(key)  # a new version while the old one is tried
+                continue
+            self._unfinished[key] = min(self._unfinished.get(key, found.last_modified), found.last_modified)
+            retry = self.scan_interval
+            self.spawn(self.process(spec, container, found.name, "scan", retry_delay=retry, etag=found.etag))
+
+    async def scan_loop(self, specs: list[FunctionSpec], containers_watched: int) -> None:
+        """Poll one container for the polling-source functions on it, one listing page per interval."""
+        patterns = [(spec, BlobPattern.parse(spec.trigger["path"])) for spec in specs]
+        container = patterns[0][1].container
+        scanner: ContainerScanner | None = None
+        while not self.stopping:
             try:
-                candidates = await asyncio.to_thread(self._list_candidates, spec)
-                for container, name in candidates:
-                    if (spec.name, container, name) not in self._in_flight:
-                        self.spawn(self.process(spec, container, name, "scan"))
+                if scanner is None:
+                    scanner = await asyncio.to_thread(self._scanner, specs, containers_watched)
+                for found in await asyncio.to_thread(scanner.poll):
+                    self._dispatch(found, patterns, container)
+                oldest = self._oldest_unfinished(container, {spec.name for spec in specs})
+                await asyncio.to_thread(scanner.store, oldest)
             except Exception:
-                log.exception("Blob scan for %s failed; retrying in %.1fs", spec.name, self.scan_interval)
+                log.exception("Blob scan of %s failed; retrying in %.1fs", container, self.scan_interval)
             await asyncio.sleep(self.scan_interval)
+
+
+def _common_prefix(prefixes: list[str]) -> str:
+    shortest = min(prefixes, key=len, default="")
+    for index, char in enumerate(shortest):
+        if any(p[index] != char for p in prefixes):
+            return shortest[:index]
+    return shortest
 
 
 def account_name(connection_string: str) -> str:

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from localdev.functions_host.keys import HostKeys
 from localdev.functions_host.queue_trigger import QueueTriggers, synthetic_trigger_input
 from localdev.functions_host.schedule import Schedule
 from localdev.functions_host.settings import HostConfig, SettingsError, resolve_connection
+from localdev.functions_host.storage import STORAGE_THREADS
 from localdev.functions_host.timer_trigger import TimerTriggers
 
 log = logging.getLogger("functions_host")
@@ -56,6 +58,7 @@ class Host:
         blob_scan_interval: float,
         shutdown_timeout: float,
         auth_enabled: bool = True,
+        blob_scan_page_size: int | None = None,
     ) -> None:
         self.app_dir = app_dir
         self.specs = {spec.name: spec for spec in specs}
@@ -76,6 +79,7 @@ class Host:
             poison_threshold=config.poison_blob_threshold,
             parallelism=config.blob_parallelism,
             scan_interval=blob_scan_interval,
+            scan_page_size=blob_scan_page_size,
             message_encoding=config.queues.message_encoding,
         )
         self.queues = QueueTriggers(invoker=self.invoker, spawn=self.spawn, options=config.queues)
@@ -144,13 +148,28 @@ class Host:
             for error in spec.errors:
                 log.error("Function %s has an error and will not run: %s", spec.name, error)
 
+    def _scanned_containers(self) -> dict[tuple[str, str], list[FunctionSpec]]:
+        """Polling-source blob functions by watched container: the host scans each container once for all."""
+        groups: dict[tuple[str, str], list[FunctionSpec]] = {}
+        for spec in self.specs.values():
+            if spec.runnable and spec.trigger_type == "blobTrigger" and not is_event_grid_source(spec):
+                container = BlobPattern.parse(str(spec.trigger["path"])).container
+                groups.setdefault((resolve_connection(spec.trigger.get("connection")), container), []).append(spec)
+        return groups
+
     async def start(self) -> None:
+        # Every storage call of the triggers runs in a thread; the loop's default pool (cpu count + 4 threads)
+        # would make blob tries, queue messages and polls wait for each other in a burst.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=STORAGE_THREADS, thread_name_prefix="storage")
+        )
+        scanned = self._scanned_containers()
+        for (_, container), specs in scanned.items():
+            self._listen(self.blobs.scan_loop(specs, len(scanned)), f"blob:{container}")
         for spec in self.specs.values():
             if not spec.runnable:
                 continue
-            if spec.trigger_type == "blobTrigger" and not is_event_grid_source(spec):
-                self._listen(self.blobs.scan_loop(spec), f"blob:{spec.name}")
-            elif spec.trigger_type == "queueTrigger":
+            if spec.trigger_type == "queueTrigger":
                 self._listen(self.queues.poll_loop(spec), f"queue:{spec.name}")
             elif spec.trigger_type == "timerTrigger":
                 self._listen(self.timers.run_loop(spec), f"timer:{spec.name}")
@@ -160,6 +179,7 @@ class Host:
     async def stop(self) -> None:
         """Stop listening, then give running invocations up to shutdown_timeout to finish."""
         self.state = "Stopping"
+        self.blobs.stopping = True
         for task in self._listeners:
             task.cancel()
         await asyncio.gather(*self._listeners, return_exceptions=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import azure.functions as func
 
+from localdev.functions_host.sdk_bindings import SUPPORTS_DEFERRED_BINDING, annotation_problem, is_sdk_type
 from localdev.functions_host.settings import SettingsError, is_disabled, resolve_binding_settings
 
 log = logging.getLogger("functions_host")
@@ -55,6 +56,10 @@ class FunctionSpec:
     @property
     def runnable(self) -> bool:
         return not self.disabled and not self.errors
+
+    def is_deferred(self, binding: dict[str, Any]) -> bool:
+        """An SDK-type binding: the host sends model binding data instead of the data (sdk_bindings.py)."""
+        return bool((binding.get("properties") or {}).get(SUPPORTS_DEFERRED_BINDING))
 
     def output_bindings(self) -> list[dict[str, Any]]:
         return [b for b in self.bindings if str(b.get("direction", "")).upper() == "OUT"]
@@ -118,7 +123,7 @@ def _check_parameters(spec: FunctionSpec) -> None:
         spec.errors.append(f"binding {missing!r} has no parameter in the function")
 
 
-def _build_spec(function: func.Function) -> FunctionSpec:
+def build_spec(function: func.Function) -> FunctionSpec:
     name = function.get_function_name()
     user_function = function.get_user_function()
     raw_bindings = json.loads(function.get_function_json())["bindings"]
@@ -150,6 +155,7 @@ def _build_spec(function: func.Function) -> FunctionSpec:
     )
     if spec.trigger_type not in TRIGGER_TYPES:
         spec.errors.append(f"trigger type {spec.trigger_type!r} is not supported by the local host")
+    _mark_deferred_bindings(spec)
     for binding in bindings:
         if binding is spec.trigger:
             continue
@@ -163,6 +169,20 @@ def _build_spec(function: func.Function) -> FunctionSpec:
     return spec
 
 
+def _mark_deferred_bindings(spec: FunctionSpec) -> None:
+    """What the worker reports to the host at indexing: `SupportsDeferredBinding` on an input binding whose
+    parameter has an SDK type (the extension base's rule); the worker refuses a type its converter rejects.
+    Only the trigger gets one here: other input bindings are not supported at all (see build_spec)."""
+    annotation = spec.annotations.get(spec.trigger["name"])
+    if not is_sdk_type(spec.trigger, annotation):
+        return
+    problem = annotation_problem(spec.trigger, annotation)
+    if problem is not None:
+        spec.errors.append(problem)
+    else:
+        spec.trigger["properties"] = {**(spec.trigger.get("properties") or {}), SUPPORTS_DEFERRED_BINDING: True}
+
+
 def index_app(app_dir: Path, only: tuple[str, ...] | None = None) -> list[FunctionSpec]:
     """Import and index the app. `get_functions()` is not idempotent, so this is its only call."""
     module = import_app_module(app_dir)
@@ -171,7 +191,7 @@ def index_app(app_dir: Path, only: tuple[str, ...] | None = None) -> list[Functi
         functions = app.get_functions()
     except Exception as exc:
         raise IndexingError(f"indexing failed: {exc!r}") from exc
-    specs = [_build_spec(function) for function in functions]
+    specs = [build_spec(function) for function in functions]
     if only is not None:
         wanted = set(only)
         specs = [spec for spec in specs if spec.name in wanted]

@@ -20,8 +20,9 @@ import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
 from azure.functions import meta
 
-from localdev.functions_host import storage
+from localdev.functions_host import sdk_bindings, storage
 from localdev.functions_host.indexing import FunctionSpec
+from localdev.functions_host.sdk_bindings import MODEL_BINDING_DATA
 from localdev.functions_host.settings import QueueOptions, resolve_connection
 
 log = logging.getLogger("functions_host")
@@ -153,8 +154,11 @@ def _plain_value(datum: meta.Datum, annotation: Any) -> Any:
 
 
 def convert_trigger(spec: FunctionSpec, trigger: TriggerInput) -> Any:
-    """The real `azure.functions` object via the meta converter; `str`/`bytes` parameters get the raw data."""
+    """The real `azure.functions` object via the meta converter; `str`/`bytes` parameters get the raw data;
+    an SDK-type parameter gets what the extension's converter builds from the model binding data."""
     annotation = spec.annotations.get(spec.trigger["name"])
+    if trigger.datum.type == MODEL_BINDING_DATA:
+        return sdk_bindings.decode(spec.trigger_type, trigger.datum.value, trigger.metadata, annotation)
     if annotation in (str, bytes) and spec.trigger_type != "httpTrigger":
         return _plain_value(trigger.datum, annotation)
     converter = meta.get_binding_registry().get(spec.trigger_type)

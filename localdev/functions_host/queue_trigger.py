@@ -122,11 +122,20 @@ class QueueTriggers:
             log.exception("Completing message %s on queue %s failed", message.id, client.queue_name)
 
     async def poll_loop(self, spec: FunctionSpec) -> None:
-        """Poll with the host's back-off: right away after a batch, doubling up to maxPollingInterval."""
+        """Poll like the host's QueueListener: another batch as soon as no more than newBatchThreshold messages
+        are still running (so at most batchSize + newBatchThreshold at once, and a slow message never holds
+        back the rest); right away after a batch, backing off up to maxPollingInterval while the queue is empty.
+        """
         client = self._client(spec, str(spec.trigger["queueName"]).lower())
         max_delay = max(MIN_POLL_SECONDS, self.options.max_polling_interval.total_seconds())
+        threshold = self.options.fetch_threshold
         delay = MIN_POLL_SECONDS
+        running: set[asyncio.Task[None]] = set()
         while True:
+            if len(running) > threshold:
+                # asyncio.wait (not gather) so stopping the poller never cancels running invocations.
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                continue
             try:
                 messages = await asyncio.to_thread(self._receive, client)
             except Exception:
@@ -134,9 +143,10 @@ class QueueTriggers:
                 messages = []
             if messages:
                 delay = MIN_POLL_SECONDS
-                tasks = [self.spawn(self.handle(spec, client, message)) for message in messages]
-                # asyncio.wait (not gather) so stopping the poller never cancels running invocations.
-                await asyncio.wait(tasks)
+                for message in messages:
+                    task = self.spawn(self.handle(spec, client, message))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
                 continue
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)

@@ -88,17 +88,23 @@ def resolve_binding_settings(binding: dict[str, Any], *, where: str) -> dict[str
     }
 
 
-def resolve_connection(name: str | None) -> str:
-    """Connection string for a binding's `connection`, with the host's lookup order.
-
-    `X` itself, then `AzureWebJobsX`; empty means `AzureWebJobsStorage`. Identity-based `X__serviceUri`
-    connections need a token credential over https, which Azurite cannot serve, so they are refused.
-    """
+def connection_setting_name(name: str | None) -> str:
+    """The app setting that holds a binding's `connection`: `X` itself, then `AzureWebJobsX`; empty means
+    `AzureWebJobsStorage`. This is what an SDK-type binding's model binding data names as `Connection`."""
     candidates = ["AzureWebJobsStorage"] if not name else [name, f"AzureWebJobs{name}"]
-    for candidate in candidates:
-        value = os.environ.get(candidate)
-        if value:
-            return value
+    return next((candidate for candidate in candidates if os.environ.get(candidate)), candidates[0])
+
+
+def resolve_connection(name: str | None) -> str:
+    """Connection string for a binding's `connection`, with the host's lookup order (connection_setting_name).
+
+    Identity-based `X__serviceUri` connections need a token credential over https, which Azurite cannot
+    serve, so they are refused.
+    """
+    value = os.environ.get(connection_setting_name(name))
+    if value:
+        return value
+    candidates = ["AzureWebJobsStorage"] if not name else [name, f"AzureWebJobs{name}"]
     label = name or "AzureWebJobsStorage"
     if any(key.startswith(f"{label}__") for key in os.environ):
         raise SettingsError(
@@ -122,8 +128,14 @@ class QueueOptions:
     max_polling_interval: timedelta = timedelta(minutes=1)
     visibility_timeout: timedelta = timedelta(0)
     batch_size: int = 16
+    #: Fetch another batch once this few messages are still running; -1: the host's default, batchSize / 2.
+    new_batch_threshold: int = -1
     max_dequeue_count: int = 5
     message_encoding: str = "base64"
+
+    @property
+    def fetch_threshold(self) -> int:
+        return self.batch_size // 2 if self.new_batch_threshold < 0 else self.new_batch_threshold
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,7 @@ def _queue_options(section: dict[str, Any]) -> QueueOptions:
         if "visibilityTimeout" in section
         else defaults.visibility_timeout,
         batch_size=max(1, min(32, int(section.get("batchSize", defaults.batch_size)))),
+        new_batch_threshold=max(-1, int(section.get("newBatchThreshold", defaults.new_batch_threshold))),
         max_dequeue_count=max(1, int(section.get("maxDequeueCount", defaults.max_dequeue_count))),
         message_encoding=encoding,
     )

@@ -7,22 +7,40 @@ import binascii
 import functools
 from urllib.parse import unquote, urlparse
 
+import requests
+from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 HOSTS_CONTAINER = "azure-webjobs-hosts"
 BLOB_POISON_QUEUE = "webjobs-blobtrigger-poison"
 
 
+#: Threads the host runs storage calls on (its event loop's default executor) and connections per client
+#: to match: with requests' default pool of 10, a burst would open and drop a connection per extra call.
+STORAGE_THREADS = 32
+
+
+def _transport() -> RequestsTransport:
+    session = requests.Session()
+    # Retries are the storage pipeline's own (as in azure-core's default transport), never urllib3's.
+    adapter = HTTPAdapter(pool_maxsize=STORAGE_THREADS, max_retries=Retry(total=False, redirect=False))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return RequestsTransport(session=session, session_owner=False)
+
+
 @functools.cache
 def blob_service(connection_string: str) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(connection_string)
+    return BlobServiceClient.from_connection_string(connection_string, transport=_transport())
 
 
 @functools.cache
 def queue_service(connection_string: str) -> QueueServiceClient:
     """Queue clients without encode/decode policies: the host does (and checks) base64 itself."""
-    return QueueServiceClient.from_connection_string(connection_string)
+    return QueueServiceClient.from_connection_string(connection_string, transport=_transport())
 
 
 def encode_message(text: str | bytes, encoding: str) -> str:

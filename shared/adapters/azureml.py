@@ -51,7 +51,10 @@ class AzureMLBatchEndpoint:
         return cls(
             settings.batch_endpoint_uri,
             token,
-            client=RestClient(retrying_session(settings.aml_max_retries), timeout=settings.aml_http_timeout),
+            client=RestClient(
+                retrying_session(settings.aml_max_retries, pool_size=max(16, settings.poll_concurrency)),
+                timeout=settings.aml_http_timeout,
+            ),
             workspace_id=settings.aml_workspace_id,
             management_endpoint=settings.aml_management_endpoint,
             management_token=management,
@@ -90,16 +93,16 @@ class AzureMLBatchEndpoint:
             headers["azureml-model-deployment"] = request.deployment
         response = self._rest.send("POST", self._scoring_uri, headers=headers, body=invoke_body(request))
         if response.status == 409:
-            raise JobNameTaken(f"Azure ML job {request.job_name} already exists: {_service_message(response)}")
+            raise JobNameTaken(f"Azure ML job {request.job_name} already exists: {service_message(response)}")
         if response.status in AMBIGUOUS_POST_STATUSES:
             raise ScoringUnavailable(
-                f"Azure ML invoke answered HTTP {response.status} ({_service_message(response)}); "
+                f"Azure ML invoke answered HTTP {response.status} ({service_message(response)}); "
                 "the job may or may not exist",
                 ambiguous=True,
             )
-        _raise_for_status(response, "invoke")
+        raise_for_status(response, "invoke")
         try:
-            body = _json(response)
+            body = json_object(response)
         except ScoringRequestError as exc:  # accepted, but we cannot tell which job: reconcile by name
             raise ScoringUnavailable(exc.message, ambiguous=True) from None
         job = parse_job(body)
@@ -110,8 +113,8 @@ class AzureMLBatchEndpoint:
         response = self._rest.send("GET", f"{self._scoring_uri}/{name}", headers=headers)
         if response.status == 404:
             raise RemoteJobNotFound(f"Azure ML has no job named {name}")
-        _raise_for_status(response, "status")
-        return parse_job(_json(response))
+        raise_for_status(response, "status")
+        return parse_job(json_object(response))
 
     def cancel(self, name: str) -> bool:
         if not self._workspace_id:
@@ -119,7 +122,7 @@ class AzureMLBatchEndpoint:
         response = self._arm("POST", f"jobs/{name}/cancel")
         if response.status == 404:
             return False
-        _raise_for_status(response, "cancel")
+        raise_for_status(response, "cancel")
         return True
 
     def probe_token(self) -> None:
@@ -134,7 +137,7 @@ class AzureMLBatchEndpoint:
             "GET", f"{self._scoring_uri}/{probe}", headers={"Authorization": f"Bearer {self._bearer(self._token)}"}
         )
         if response.status != 404:
-            _raise_for_status(response, "status")
+            raise_for_status(response, "status")
 
     def probe_deployment(self, *, endpoint_name: str, deployment: str) -> None:
         self._arm_read(f"batchEndpoints/{endpoint_name}/deployments/{deployment}", "deployment")
@@ -147,8 +150,8 @@ class AzureMLBatchEndpoint:
             raise ScoringRequestError(f"reading the {what} needs AML_WORKSPACE_ID (the workspace's resource id)")
         response = self._arm("GET", path)
         if response.status == 404:
-            raise ResourceMissing(f"Azure ML has no {what} {path.rsplit('/', 1)[-1]}: {_service_message(response)}")
-        _raise_for_status(response, f"{what} read")
+            raise ResourceMissing(f"Azure ML has no {what} {path.rsplit('/', 1)[-1]}: {service_message(response)}")
+        raise_for_status(response, f"{what} read")
 
     def _arm(self, method: str, path: str) -> Reply:
         """A call to the workspace's ARM resource, with the management token."""
@@ -193,11 +196,11 @@ def parse_job(body: dict[str, Any]) -> RemoteJob:
     )
 
 
-def _raise_for_status(response: Reply, what: str) -> None:
+def raise_for_status(response: Reply, what: str) -> None:
     status = response.status
     if status in {200, 201, 202}:
         return
-    message = _service_message(response)
+    message = service_message(response)
     if status in {401, 403}:
         raise ScoringAuthError(f"Azure ML refused the {what} request (HTTP {status}: {message}). {ROLE_HINT}")
     if status in RETRY_STATUSES:
@@ -205,7 +208,7 @@ def _raise_for_status(response: Reply, what: str) -> None:
     raise ScoringRequestError(f"Azure ML rejected the {what} request (HTTP {status}): {message}")
 
 
-def _service_message(response: Reply) -> str:
+def service_message(response: Reply) -> str:
     """The service's own words: ARM-style `error.message`, else the raw text (some errors are not JSON)."""
     try:
         body = response.json()
@@ -219,7 +222,7 @@ def _service_message(response: Reply) -> str:
     return _truncate(json.dumps(body)) or ""
 
 
-def _json(response: Reply) -> dict[str, Any]:
+def json_object(response: Reply) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:

@@ -1,5 +1,7 @@
 """Blob storage (azure-storage-blob): ranged reads pinned to one version, streamed writes, server-side copy.
 
+Whole-blob reads and writes (the join's) overlap with the caller's work within TransferLimits (transfers.py).
+
 This module is the only one that imports azure-storage-blob.
 """
 
@@ -14,13 +16,14 @@ from typing import TypedDict
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
 
-from shared.adapters.identity import storage_client
+from shared.adapters.identity import credential, storage_client
 from shared.adapters.storage_errors import storage_errors_translated, translated
+from shared.adapters.transfers import TransferLimits, read_ahead, stage_blocks
 from shared.config import Settings
 from shared.core.naming import HEALTH_PROBE_PREFIX
-from shared.errors import BlobChanged, BlobMissing, ResourceMissing, TransientError
+from shared.errors import BlobChanged, BlobMissing, ResourceMissing, StorageRequestError, TransientError
 from shared.models import BlobInfo
 
 _COPY_WAIT_SECONDS = 600
@@ -36,10 +39,14 @@ class AzureBlobStore:
             from_url=lambda url, credential: BlobServiceClient(url, credential=credential),
             client_id=settings.client_id,
         )
-        return cls(service)
+        limits = TransferLimits.within(
+            memory_bytes=settings.join_memory_mb * 1024 * 1024, concurrency=settings.join_concurrency
+        )
+        return cls(service, transfer=limits)
 
-    def __init__(self, service: BlobServiceClient) -> None:
+    def __init__(self, service: BlobServiceClient, *, transfer: TransferLimits | None = None) -> None:
         self._service = service
+        self._transfer = transfer or TransferLimits()
         self._containers: set[str] = set()
         self._lock = threading.Lock()
 
@@ -76,11 +83,19 @@ class AzureBlobStore:
             raise BlobChanged(f"{container}/{name} was overwritten after the trigger fired") from None
 
     def chunks(self, container: str, name: str, *, etag: str | None = None) -> Iterator[bytes]:
-        """Stream a blob in the SDK's chunks; errors are translated here because a generator body runs
-        only when iterated, outside any decorator."""
+        """Stream a blob in chunks read ahead in parallel (TransferLimits); every range is pinned to the
+        version `etag`, or to the one found first. Errors are translated here because a generator body
+        runs only when iterated, outside any decorator."""
         blob = self._service.get_blob_client(container, name)
         try:
-            yield from blob.download_blob(**_pinned(etag)).chunks()
+            found = blob.get_blob_properties(**_pinned(etag))
+            version = _pinned(etag or str(found.etag))
+
+            def read_range(offset: int, length: int) -> bytes:
+                # One GET; `chunks()` hands over the bytes it read (readall would copy them twice more).
+                return b"".join(blob.download_blob(offset=offset, length=length, **version).chunks())
+
+            yield from read_ahead(read_range, int(found.size), self._transfer)
         except ResourceNotFoundError:
             raise BlobMissing(f"{container}/{name} does not exist") from None
         except ResourceModifiedError:
@@ -90,9 +105,16 @@ class AzureBlobStore:
 
     @storage_errors_translated
     def write(self, container: str, name: str, data: Iterable[bytes] | bytes, *, content_type: str) -> None:
+        """Bytes in one request; a stream as staged blocks (uploaded while the next is made), committed
+        as one block list: the blob changes all at once, and a failure before the commit changes nothing."""
         self._ensure_container(container)
         blob = self._service.get_blob_client(container, name)
-        blob.upload_blob(data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
+        content = ContentSettings(content_type=content_type)
+        if isinstance(data, bytes):
+            blob.upload_blob(data, overwrite=True, content_settings=content)
+            return
+        block_ids = stage_blocks(blob.stage_block, data, self._transfer)
+        blob.commit_block_list([BlobBlock(block_id) for block_id in block_ids], content_settings=content)
 
     @storage_errors_translated
     def copy(
@@ -175,3 +197,42 @@ def _pinned(etag: str | None) -> _Pinned:
     if not etag:
         return {}
     return {"etag": etag if etag.startswith('"') else f'"{etag}"', "match_condition": MatchConditions.IfNotModified}
+
+
+class DatastoreFiles:
+    """Small files in an Azure ML datastore's storage account (a model's MLmodel), read with the app's identity.
+
+    A datastore on the app's own account (Azurite locally, or a workspace that shares the app's storage) is
+    read with the app's storage client; any other account with the managed identity, which then needs
+    Storage Blob Data Reader there (README: REQUIRED_COLUMNS=auto).
+    """
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DatastoreFiles:
+        return cls(AzureBlobStore.from_settings(settings)._service, client_id=settings.client_id)
+
+    def __init__(self, own: BlobServiceClient, *, client_id: str | None) -> None:
+        self._own = own
+        self._client_id = client_id
+        self._others: dict[str, BlobServiceClient] = {}
+
+    @storage_errors_translated
+    def read_small(self, *, account: str, endpoint_suffix: str, container: str, path: str, max_bytes: int) -> bytes:
+        """The whole file; ResourceMissing when it is not there, StorageRequestError when over `max_bytes`."""
+        blob = self._service(account, endpoint_suffix).get_blob_client(container, path)
+        try:
+            stream = blob.download_blob(offset=0, length=max_bytes + 1)
+            data = bytes(stream.readall())
+        except ResourceNotFoundError:
+            raise ResourceMissing(f"{account}/{container}/{path} does not exist") from None
+        if len(data) > max_bytes:
+            raise StorageRequestError(f"{container}/{path} is over {max_bytes} bytes: not a model's metadata file")
+        return data
+
+    def _service(self, account: str, endpoint_suffix: str) -> BlobServiceClient:
+        if account == self._own.account_name:
+            return self._own
+        if account not in self._others:
+            url = f"https://{account}.blob.{endpoint_suffix}"
+            self._others[account] = BlobServiceClient(url, credential=credential(self._client_id))
+        return self._others[account]

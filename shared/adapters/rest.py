@@ -66,7 +66,9 @@ class BoundedRetry(Retry):
         return None if seconds is None else min(float(seconds), MAX_RETRY_AFTER_SECONDS)
 
 
-def retrying_session(max_retries: int, backoff_factor: float = 0.5) -> requests.Session:
+def retrying_session(max_retries: int, backoff_factor: float = 0.5, *, pool_size: int = 16) -> requests.Session:
+    """`pool_size` connections are kept per host: at least as many as threads share the session (POLL_CONCURRENCY),
+    or urllib3 opens a fresh connection (a new TLS handshake in Azure) for every call beyond them."""
     retry = BoundedRetry(
         total=max_retries,
         connect=max_retries,
@@ -80,7 +82,7 @@ def retrying_session(max_retries: int, backoff_factor: float = 0.5) -> requests.
         raise_on_status=False,
     )
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

@@ -1,15 +1,26 @@
-"""The job ledger on Azure Table storage (azure-data-tables).
+"""The job ledger and the active index on Azure Table storage (azure-data-tables).
 
-`jobs`: one row per input blob version (PartitionKey = job key, RowKey = "job"), created
-insert-only and changed only by ETag-conditional REPLACE. `activejobs`: one row per
-unfinished job in a single partition, so a poll tick reads O(active), never O(history).
-This module is the only one that imports azure-data-tables.
+Keys are built for the one cheap read Table storage has, the PartitionKey+RowKey point read, and to spread
+load over partitions (docs/architecture.md, "Storage keys"):
+
+- `jobs`: one row per input blob version, PartitionKey = RowKey = the job key (a 40-hex hash, so rows spread
+  evenly). Created insert-only, changed only by ETag-conditional REPLACE.
+- `activejobs`: one row per unfinished job, PartitionKey = `active-` + the key's first hex digit (16
+  partitions: intake, poll and completion never all write one), RowKey = the job key. The row carries a
+  summary of the ledger row (state, Azure ML job name and status, timestamps), so a poll tick reads a ledger
+  row only when Azure ML's answer is news. A tick lists the whole table: O(active), never O(history).
+
+Rows of the previous layout are still read, nothing has to be migrated by hand: a ledger row with RowKey
+"job" is read and updated where it is, creation refuses a key such a row holds (one job per blob version
+across both layouts), and listing the index moves rows of the old single partition `active` into the new
+partitions once. This module is the only one that imports azure-data-tables.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,16 +42,27 @@ from shared.adapters.storage_errors import storage_errors_translated
 from shared.config import Settings
 from shared.core.completion import final_event_type
 from shared.core.naming import HEALTH_PROBE_PREFIX
+from shared.core.polling import summary_of
 from shared.errors import BlobChanged, BlobMissing, JobExists, ResourceMissing, StaleJob
-from shared.models import REMOTE_DONE, Job, JobState, Stage
+from shared.models import REMOTE_DONE, Job, JobState, JobSummary, Stage
 from shared.ports import ActiveEntry
 
-ROW = "job"
-ACTIVE_PARTITION = "active"
+#: The previous layout's constant ledger RowKey (a point read could not use the RowKey index).
+LEGACY_ROW = "job"
+#: The previous layout's single active-index partition (every write of every instance went to it).
+LEGACY_ACTIVE_PARTITION = "active"
+ACTIVE_PARTITION_PREFIX = "active-"
 _TUPLE_FIELDS = {"events_pending", "events_published"}
 _INT64_FIELDS = {"size", "rows_in", "rows_out", "rows_missing"}
 _SKIP = {"job_id", "version"}
 _PRECONDITION_FAILED = 412
+
+log = logging.getLogger("dropscore")
+
+
+def active_partition(job_id: str) -> str:
+    """The index partition of a job: its key's first hex digit, so the 16 partitions share the load evenly."""
+    return ACTIVE_PARTITION_PREFIX + job_id[:1]
 
 
 class TableJobStore:
@@ -58,6 +80,7 @@ class TableJobStore:
     def __init__(self, service: TableServiceClient, *, jobs_table: str, active_table: str) -> None:
         self._service = service
         self.jobs_table = jobs_table
+        self.active_table = active_table
         self._jobs = service.get_table_client(jobs_table)
         self._active = service.get_table_client(active_table)
         self._ready = False
@@ -72,9 +95,14 @@ class TableJobStore:
                     self._service.create_table(table.table_name)
             self._ready = True
 
+    # ---- the ledger -------------------------------------------------------------------------------
+
     @storage_errors_translated
     def create(self, job: Job) -> Job:
         self._ensure_tables()
+        # Insert-only across both layouts: a blob version first seen before the key change keeps its one job.
+        if self._read(job.job_id, LEGACY_ROW) is not None:
+            raise JobExists(f"job {job.job_id} already exists (a row of the previous key layout)")
         try:
             metadata = self._jobs.create_entity(to_entity(job))
         except ResourceExistsError:
@@ -84,56 +112,108 @@ class TableJobStore:
     @storage_errors_translated
     def get(self, job_id: str) -> Job | None:
         self._ensure_tables()
+        entity = self._read(job_id, job_id) or self._read(job_id, LEGACY_ROW)
+        return None if entity is None else from_entity(entity)
+
+    def _read(self, partition: str, row: str) -> Any:
+        """A point read; None when there is no such row."""
         try:
-            entity = self._jobs.get_entity(job_id, ROW)
+            return self._jobs.get_entity(partition, row)
         except ResourceNotFoundError:
             return None
-        return from_entity(entity)
 
     @storage_errors_translated
     def update(self, job: Job) -> Job:
         if job.version is None:
             raise ValueError("update needs the version the job was read at")
+        entity = to_entity(job)
         try:
-            metadata = self._jobs.update_entity(
-                to_entity(job),
-                mode=UpdateMode.REPLACE,
-                etag=job.version,
-                match_condition=MatchConditions.IfNotModified,
+            return _with_version(job, self._replace_at_version(entity, job))
+        except ResourceNotFoundError:
+            pass  # not in the current layout: a row of the previous one is updated where it is
+        try:
+            return _with_version(job, self._replace_at_version({**entity, "RowKey": LEGACY_ROW}, job))
+        except ResourceNotFoundError:
+            raise StaleJob(f"job {job.job_id} changed since it was read") from None
+
+    def _replace_at_version(self, entity: dict[str, Any], job: Job) -> Any:
+        """REPLACE only if the row is still at `job.version`; ResourceNotFoundError when there is no row."""
+        try:
+            return self._jobs.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=job.version, match_condition=MatchConditions.IfNotModified
             )
-        except (ResourceModifiedError, ResourceNotFoundError):
+        except ResourceNotFoundError:
+            raise
+        except ResourceModifiedError:
             raise StaleJob(f"job {job.job_id} changed since it was read") from None
         except HttpResponseError as exc:
             # The SDK maps a 412 to ResourceModifiedError only for error codes it knows; others arrive plain.
             if exc.status_code == _PRECONDITION_FAILED:
                 raise StaleJob(f"job {job.job_id} changed since it was read") from None
             raise
-        return _with_version(job, metadata)
+
+    @storage_errors_translated
+    def query(self, *, state: JobState | None, limit: int) -> list[Job]:
+        self._ensure_tables()
+        if state is None:
+            pager = self._jobs.list_entities(results_per_page=limit)
+        else:
+            pager = self._jobs.query_entities(
+                "state eq @state", parameters={"state": state.value}, results_per_page=limit
+            )
+        jobs: list[Job] = []
+        for entity in pager:
+            if "state" not in entity:  # a health-check probe row, written and deleted at once
+                continue
+            jobs.append(from_entity(entity))
+            if len(jobs) >= limit:
+                break
+        return jobs
+
+    # ---- the active index -------------------------------------------------------------------------
 
     @storage_errors_translated
     def mark_active(self, job: Job) -> None:
         self._ensure_tables()
-        entity = {"PartitionKey": ACTIVE_PARTITION, "RowKey": job.job_id}
-        self._active.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        self._active.upsert_entity(_index_row(job), mode=UpdateMode.REPLACE)
+
+    @storage_errors_translated
+    def refresh_active(self, job: Job) -> None:
+        # An unconditional update (If-Match: *) fails on a missing row: a job completion just removed stays out.
+        with contextlib.suppress(ResourceNotFoundError):
+            self._active.update_entity(_index_row(job), mode=UpdateMode.REPLACE)
 
     @storage_errors_translated
     def unmark_active(self, job_id: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
-            self._active.delete_entity(ACTIVE_PARTITION, job_id)
+            self._active.delete_entity(active_partition(job_id), job_id)
 
     @storage_errors_translated
     def active(self) -> Iterator[ActiveEntry]:
         """Read the whole index before returning, so paging errors surface here as TransientError."""
         self._ensure_tables()
-        # Timestamp must be selected by name: without it the poller could not tell a row still being
-        # created from an orphan, and would keep orphans forever.
-        query = self._active.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": ACTIVE_PARTITION}, select=["RowKey", "Timestamp"]
-        )
-        entries = [
-            ActiveEntry(entity["RowKey"], entity.metadata.get("timestamp") or datetime.now(UTC)) for entity in query
-        ]
-        return iter(entries)
+        entries: dict[str, ActiveEntry] = {}
+        legacy: list[Any] = []
+        for entity in self._active.list_entities():
+            partition = entity["PartitionKey"]
+            if partition == LEGACY_ACTIVE_PARTITION:
+                legacy.append(entity)
+            elif partition.startswith(ACTIVE_PARTITION_PREFIX):  # not a health-check probe row
+                job_id = entity["RowKey"]
+                entries[job_id] = ActiveEntry(job_id, _written_at(entity), _summary(entity))
+        for entity in legacy:
+            job_id = entity["RowKey"]
+            self._move_legacy_index_row(job_id)
+            entries.setdefault(job_id, ActiveEntry(job_id, _written_at(entity)))
+        return iter(entries.values())
+
+    def _move_legacy_index_row(self, job_id: str) -> None:
+        """Into its partition of the current layout, without a summary (the next tick reads the ledger row and
+        writes one). A merge keeps a summary already there; a crash in between leaves both rows, moved again."""
+        self._active.upsert_entity({"PartitionKey": active_partition(job_id), "RowKey": job_id}, mode=UpdateMode.MERGE)
+        with contextlib.suppress(ResourceNotFoundError):
+            self._active.delete_entity(LEGACY_ACTIVE_PARTITION, job_id)
+        log.info("job %s: index row moved to partition %s", job_id, active_partition(job_id))
 
     @storage_errors_translated
     def probe_table(self, table: str) -> None:
@@ -145,27 +225,59 @@ class TableJobStore:
             raise ResourceMissing(f"table {table} does not exist") from None
         client.delete_entity(probe["PartitionKey"], probe["RowKey"])
 
-    @storage_errors_translated
-    def query(self, *, state: JobState | None, limit: int) -> list[Job]:
-        self._ensure_tables()
-        if state is None:
-            pager = self._jobs.query_entities("RowKey eq @rk", parameters={"rk": ROW}, results_per_page=limit)
-        else:
-            pager = self._jobs.query_entities(
-                "RowKey eq @rk and state eq @state",
-                parameters={"rk": ROW, "state": state.value},
-                results_per_page=limit,
-            )
-        jobs: list[Job] = []
-        for entity in pager:
-            jobs.append(from_entity(entity))
-            if len(jobs) >= limit:
-                break
-        return jobs
+
+def _index_row(job: Job) -> dict[str, Any]:
+    summary = summary_of(job)
+    row: dict[str, Any] = {
+        "PartitionKey": active_partition(job.job_id),
+        "RowKey": job.job_id,
+        "state": summary.state.value,
+        "amlJobName": summary.aml_job_name,
+        "amlStatus": summary.aml_status,
+        "studioUrl": summary.studio_url,
+        "hasPendingEvents": summary.events_pending,
+    }
+    for column, value in (
+        ("submittedAt", summary.submitted_at),
+        ("startedAt", summary.started_at),
+        ("updatedAt", summary.updated_at),
+    ):
+        if value is not None:
+            row[column] = value
+    return row
+
+
+def _summary(entity: Any) -> JobSummary | None:
+    """The summary an index row carries; None for a row without one (or with a state this version cannot read)."""
+    try:
+        state = JobState(entity.get("state"))
+    except ValueError:
+        return None
+    return JobSummary(
+        state=state,
+        aml_job_name=str(entity.get("amlJobName") or ""),
+        aml_status=str(entity.get("amlStatus") or ""),
+        studio_url=str(entity.get("studioUrl") or ""),
+        submitted_at=_utc(entity.get("submittedAt")),
+        started_at=_utc(entity.get("startedAt")),
+        updated_at=_utc(entity.get("updatedAt")),
+        events_pending=bool(entity.get("hasPendingEvents")),
+    )
+
+
+def _written_at(entity: Any) -> datetime:
+    """The row's own Timestamp: the poller's grace for a job whose ledger row is still being created."""
+    return _utc(entity.metadata.get("timestamp")) or datetime.now(UTC)
+
+
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def to_entity(job: Job) -> dict[str, Any]:
-    entity: dict[str, Any] = {"PartitionKey": job.job_id, "RowKey": ROW}
+    entity: dict[str, Any] = {"PartitionKey": job.job_id, "RowKey": job.job_id}
     for field in fields(job):
         if field.name in _SKIP:
             continue
@@ -201,8 +313,8 @@ def from_entity(entity: Any) -> Job:
             raw = JobState(raw)
         elif field.name == "stage":
             raw = Stage(raw)
-        elif isinstance(raw, datetime) and raw.tzinfo is None:
-            raw = raw.replace(tzinfo=UTC)
+        elif isinstance(raw, datetime):
+            raw = _utc(raw)
         values[field.name] = raw
     values["version"] = entity.metadata.get("etag")
     if "stage" not in values:

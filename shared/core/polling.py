@@ -6,9 +6,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from shared.core.completion import unpublished
 from shared.core.decision import Action, Decision
 from shared.core.submission import ended, submit_lease_expired
-from shared.models import REMOTE_ACTIVE, REMOTE_DONE, Job, JobState, RemoteJob, RemoteStatus, Stage
+from shared.models import REMOTE_ACTIVE, REMOTE_DONE, Job, JobState, JobSummary, RemoteJob, RemoteStatus, Stage
 
 
 class PollStep(StrEnum):
@@ -106,8 +107,8 @@ class StuckPolicy:
     queued_limit: timedelta
     running_limit: timedelta
 
-    def overdue(self, job: Job, now: datetime) -> str | None:
-        """The reason the job is stuck, or None while it is within its limit."""
+    def overdue(self, job: Job | JobSummary, now: datetime) -> str | None:
+        """The reason the job is stuck, or None while it is within its limit (the same from its index summary)."""
         if job.state == JobState.RUNNING and job.started_at is not None:
             if now - job.started_at > self.running_limit:
                 return f"running for more than {_minutes(self.running_limit)} minutes"
@@ -162,3 +163,45 @@ def timed_out(job: Job, now: datetime, reason: str) -> Job:
 def worth_writing(before: Job, after: Job) -> bool:
     """A quiet tick costs reads, not writes: a waiting job is written only when what Azure ML says changed."""
     return before.state != after.state or (before.aml_status, before.studio_url) != (after.aml_status, after.studio_url)
+
+
+def summary_of(job: Job) -> JobSummary:
+    """What the active index keeps of `job` for the next tick (`nothing_new`)."""
+    return JobSummary(
+        state=job.state,
+        aml_job_name=job.aml_job_name,
+        aml_status=job.aml_status,
+        studio_url=job.studio_url,
+        submitted_at=job.submitted_at,
+        started_at=job.started_at,
+        updated_at=job.updated_at,
+        events_pending=bool(unpublished(job)),
+    )
+
+
+def waits_on_azure_ml(summary: JobSummary | None) -> bool:
+    """The index says Azure ML has the job: the tick asks for its status before reading anything else."""
+    return summary is not None and summary.state in REMOTE_ACTIVE and bool(summary.aml_job_name)
+
+
+def nothing_new(
+    summary: JobSummary, remote: RemoteJob, now: datetime, *, policy: StuckPolicy, outbox_grace: timedelta
+) -> bool:
+    """Azure ML's answer changes nothing the ledger row holds, so the tick may skip the row.
+
+    True exactly when reading the row would end as a quiet wait: the same status and studio link (`decide`
+    would neither move the job nor find it worth writing), no limit passed, and no pending event the poller
+    should publish now. A summary is only a hint: any difference sends the tick to the row, which decides.
+    """
+    if not waits_on_azure_ml(summary) or remote.status.value != summary.aml_status:
+        return False
+    if remote.studio_url and remote.studio_url != summary.studio_url:
+        return False
+    phase = STATUS_PHASE[remote.status]
+    if phase not in {Phase.WAITING, Phase.RUNNING, Phase.UNCERTAIN}:
+        return False
+    if phase == Phase.RUNNING and summary.state == JobState.SUBMITTED:
+        return False  # Submitted -> Running is a move
+    if summary.events_pending and (summary.updated_at is None or now - summary.updated_at >= outbox_grace):
+        return False  # settled with events left: the tick publishes them (see `settled`)
+    return policy.overdue(summary, now) is None

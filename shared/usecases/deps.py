@@ -13,6 +13,7 @@ from shared.core.submission import SubmitPlan
 from shared.errors import StaleJob
 from shared.models import Job
 from shared.ports import BlobStore, CompletionQueue, EventPublisher, JobStore, ResourceReader, ScoringEndpoint
+from shared.usecases.schema import ModelColumns
 
 T = TypeVar("T")
 MAX_RACES = 5
@@ -30,6 +31,8 @@ class Deps:
     completions: CompletionQueue
     resources: ResourceReader
     clock: Callable[[], datetime]
+    #: The columns every input must have (REQUIRED_COLUMNS, or the model's own when it is `auto`), cached.
+    model_columns: ModelColumns
 
     @property
     def stuck_policy(self) -> StuckPolicy:

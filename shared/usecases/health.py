@@ -15,13 +15,14 @@ from shared.errors import (
     AccessDenied,
     ConfigError,
     DropScoreError,
+    ModelSchemaUnavailable,
     ResourceMissing,
     ScoringAuthError,
     ScoringUnavailable,
     StorageAuthError,
     TopicAuthError,
 )
-from shared.models import Check, CheckStatus, HealthReport
+from shared.models import Check, CheckStatus, HealthReport, ModelInputs
 from shared.usecases.deps import Deps
 
 #: Event Grid's API version for reading an event subscription of a system topic.
@@ -131,7 +132,7 @@ def _azure_ml(deps: Deps) -> list[Check]:
             DropScoreError: "check BATCH_ENDPOINT_URI: it is the endpoint's scoringUri (…inference.ml.azure.com/jobs)",
         },
     )
-    return [token, endpoint, _deployment(deps, auth), _datastore(deps, auth)]
+    return [token, endpoint, _deployment(deps, auth), _datastore(deps, auth), _model_columns(deps, auth)]
 
 
 def _deployment(deps: Deps, auth: str) -> Check:
@@ -170,6 +171,35 @@ def _datastore(deps: Deps, auth: str) -> Check:
             ScoringAuthError: auth,
         },
     )
+
+
+def _model_columns(deps: Deps, auth: str) -> Check:
+    settings, name = deps.settings, "model input columns"
+    if not settings.discover_required_columns:
+        if settings.required_columns:
+            return Check(name, CheckStatus.PASS, f"REQUIRED_COLUMNS lists {', '.join(settings.required_columns)}")
+        return Check(
+            name, CheckStatus.SKIP, "REQUIRED_COLUMNS is empty: inputs are not checked against the model (try auto)"
+        )
+    found: list[ModelInputs] = []
+    check = _probe(
+        name,
+        lambda: found.append(deps.model_columns.look_up()),
+        passed="",
+        fixes={
+            ModelSchemaUnavailable: "log the model with a column-based MLflow signature, or list its columns in "
+            "REQUIRED_COLUMNS instead of auto",
+            ResourceMissing: "check BATCH_ENDPOINT_NAME and BATCH_DEPLOYMENT (the endpoint needs a default "
+            "deployment when BATCH_DEPLOYMENT is empty)",
+            ScoringAuthError: auth,
+            StorageAuthError: "assign the app's identity 'Storage Blob Data Reader' on the storage account of the "
+            "model's datastore (usually the workspace's own; infra/ does when requiredColumns is auto)",
+        },
+    )
+    if not found:
+        return check
+    inputs = found[0]
+    return Check(name, CheckStatus.PASS, f"model {inputs.model} requires {', '.join(inputs.columns)}")
 
 
 def _topic(deps: Deps) -> Check:

@@ -121,11 +121,13 @@ def _validate(deps: Deps, job: Job) -> None:
     validate_name_and_size(job.name, job.size, settings.max_input_bytes)
     length = min(HEAD_BYTES, job.size)
     head = deps.blobs.read_range(job.container, job.name, offset=0, length=length, etag=job.blob_etag)
+    required = deps.model_columns.current()
     validate_head(
         head,
         truncated=job.size > length,
         delimiter=settings.csv_delimiter,
-        required_columns=settings.required_columns,
+        required_columns=required.names,
+        columns_source=required.source,
     )
 
 

@@ -1,7 +1,10 @@
 """The poll tick (timer trigger): look at every unfinished job, and only those, in parallel, bounded.
 
-For each it asks Azure ML for the job's status, finishes jobs that ended, cancels jobs past their
-limits, resumes submissions that stalled, and re-queues completions whose message was lost.
+One status call per job Azure ML has, made from what the active index says of the job (its Azure ML name,
+last status, timestamps). When the answer changes nothing (`polling.nothing_new`) the tick is done with that
+job: its ledger row is not read. Otherwise the row is read and the job moves on: finished jobs are handed to
+completion, jobs past their limits canceled, stalled submissions resumed, lost completion messages re-queued;
+and the index's summary is brought up to date so the next tick can skip the row again.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ from shared.core.polling import (
     completion_exhausted,
     completion_overdue,
     decide,
+    nothing_new,
     poll_step,
     remote_missing,
     settled,
+    summary_of,
+    waits_on_azure_ml,
     worth_writing,
 )
 from shared.errors import DropScoreError, PermanentError, RemoteJobNotFound, StaleJob, TransientError
 from shared.logcontext import about_job
-from shared.models import REMOTE_ACTIVE, Job, Stage
+from shared.models import REMOTE_ACTIVE, Job, RemoteJob, Stage
 from shared.ports import ActiveEntry
 from shared.usecases.complete import finalize, give_up, request_completion
 from shared.usecases.deps import Deps, retry_lost_races
@@ -41,12 +47,23 @@ class PollReport:
     outcomes: dict[str, int]
 
 
+@dataclass(frozen=True)
+class StatusAnswer:
+    """What Azure ML said this tick about one job name; `remote` is None when it has no such job."""
+
+    name: str
+    remote: RemoteJob | None
+
+
 def poll(deps: Deps) -> PollReport:
     """One tick over the active index; one job's failure never stops the others."""
     entries = list(deps.store.active())
     if not entries:
         return PollReport(0, {})
-    with ThreadPoolExecutor(max_workers=min(deps.settings.poll_concurrency, len(entries))) as pool:
+    # Threads: every call waits on the network (~50 ms per status call to Azure ML), and the SDK clients are
+    # synchronous. POLL_CONCURRENCY bounds them, and the REST client's connection pool is sized to match.
+    workers = min(deps.settings.poll_concurrency, len(entries))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
         outcomes = Counter(pool.map(lambda entry: _poll_safely(deps, entry), entries))
     report = PollReport(len(entries), dict(outcomes))
     log.info("poll: %d active jobs: %s", report.active, ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
@@ -57,7 +74,7 @@ def _poll_safely(deps: Deps, entry: ActiveEntry) -> str:
     job_id = entry.job_id
     try:
         with about_job(job_id):
-            return poll_job(deps, job_id, indexed_at=entry.updated_at)
+            return poll_entry(deps, entry)
     except TransientError as exc:
         log.warning("poll: job %s: %s (will retry next tick)", job_id, exc.message)
         return "retry-later"
@@ -69,70 +86,111 @@ def _poll_safely(deps: Deps, entry: ActiveEntry) -> str:
         return "error"
 
 
+def poll_entry(deps: Deps, entry: ActiveEntry) -> str:
+    """One index row: Azure ML first when the row says it has the job; the ledger row only if the answer is news."""
+    answer = None
+    summary = entry.summary
+    if summary is not None and waits_on_azure_ml(summary):
+        answer = ask_azure_ml(deps, summary.aml_job_name)
+        if answer.remote is not None and nothing_new(
+            summary, answer.remote, deps.clock(), policy=deps.stuck_policy, outbox_grace=deps.outbox_grace
+        ):
+            return f"waiting:{answer.remote.status.value}"
+    outcome, job = _step(deps, entry.job_id, indexed_at=entry.updated_at, answer=answer)
+    _remember(deps, entry, job)
+    return outcome
+
+
 def poll_job(deps: Deps, job_id: str, *, indexed_at: datetime | None = None) -> str:
-    """Advance one active job by one step; returns a short outcome name for the tick's summary."""
+    """Advance one active job by one step from its ledger row; returns a short outcome name for the summary."""
+    return _step(deps, job_id, indexed_at=indexed_at, answer=None)[0]
+
+
+def ask_azure_ml(deps: Deps, name: str) -> StatusAnswer:
+    try:
+        return StatusAnswer(name, deps.scoring.get_job(name))
+    except RemoteJobNotFound:
+        return StatusAnswer(name, None)
+
+
+def _step(
+    deps: Deps, job_id: str, *, indexed_at: datetime | None, answer: StatusAnswer | None
+) -> tuple[str, Job | None]:
+    """The outcome, and the job as the ledger now holds it as far as this step knows (None: nothing to index)."""
     job = deps.store.get(job_id)
     step = poll_step(job, indexed_at=indexed_at, now=deps.clock(), grace=deps.submit_lease)
     if step in {PollStep.REMOVE_ORPHAN, PollStep.HEAL_INDEX}:
         deps.store.unmark_active(job_id)
-        return step.value
+        return step.value, None
     if job is None:
-        return step.value
+        return step.value, None
     # Only rows nobody is writing: a live trigger publishes its own events and finishes its own jobs.
     quiet = settled(job, deps.clock(), deps.outbox_grace)
     if quiet:
         job = flush_events(deps, job)
     if step is PollStep.CHECK_REMOTE:
-        return _check_remote(deps, job)
+        return _check_remote(deps, job, answer)
     if step is PollStep.ENSURE_COMPLETION:
-        return _ensure_completion(deps, job, quiet=quiet)
+        return _ensure_completion(deps, job, quiet=quiet), job
     if step is PollStep.RESUME:
-        advance(deps, job)
-    return step.value
+        job = advance(deps, job)
+    return step.value, job
 
 
-def _check_remote(deps: Deps, job: Job) -> str:
+def _remember(deps: Deps, entry: ActiveEntry, job: Job | None) -> None:
+    """Bring the index row's summary in step with the ledger row, when the next tick decides from it: the job
+    waits on Azure ML, or the summary still says it does. A stale summary only costs the next tick a read."""
+    if job is None or job.finalized:
+        return
+    summary = summary_of(job)
+    if summary == entry.summary or not (waits_on_azure_ml(summary) or waits_on_azure_ml(entry.summary)):
+        return
     try:
-        remote = deps.scoring.get_job(job.aml_job_name)
-    except RemoteJobNotFound:
+        deps.store.refresh_active(job)
+    except DropScoreError as exc:
+        log.warning("poll: job %s: index summary not updated (%s); the next tick reads the ledger", job.job_id, exc)
+
+
+def _check_remote(deps: Deps, job: Job, answer: StatusAnswer | None) -> tuple[str, Job | None]:
+    if answer is None or answer.name != job.aml_job_name:  # not asked yet, or the index named another attempt
+        answer = ask_azure_ml(deps, job.aml_job_name)
+    remote = answer.remote
+    if remote is None:
         missing = remote_missing(job, deps.clock(), deps.submit_lease)
         if missing is None:
-            return "waiting:not-visible-yet"  # a job can take a moment to show up after invoke
+            return "waiting:not-visible-yet", job  # a job can take a moment to show up after invoke
         log.error("job %s: failed: %s", job.job_id, missing.error_message)
-        finalize(deps, deps.store.update(missing))
-        return "failed"
+        return "failed", finalize(deps, deps.store.update(missing))
 
-    def decide_and_act(current: Job) -> str:
+    def decide_and_act(current: Job) -> tuple[str, Job | None]:
         if current.state not in REMOTE_ACTIVE:
-            return "moved-elsewhere"
+            return "moved-elsewhere", current
         return _act_on(deps, current, decide(current, remote, deps.clock(), deps.stuck_policy))
 
     return retry_lost_races(deps, job, decide_and_act)
 
 
-def _act_on(deps: Deps, before: Job, decision: Decision) -> str:
+def _act_on(deps: Deps, before: Job, decision: Decision) -> tuple[str, Job | None]:
     job = decision.job
     if decision.action is Action.WAIT:
         if job.state == before.state:
-            _save_status_if_changed(deps, before, job)
-            return f"waiting:{job.aml_status}"
-        deps.store.update(job)
-        return f"moved:{job.state.value}"
+            return f"waiting:{job.aml_status}", _save_status_if_changed(deps, before, job)
+        return f"moved:{job.state.value}", deps.store.update(job)
     if decision.action is Action.CANCEL:
         _cancel_quietly(deps, job)
-        request_completion(deps, job)
-        return "timed-out"
-    request_completion(deps, job)
-    return f"finished:{job.state.value}"
+        return "timed-out", request_completion(deps, job)
+    return f"finished:{job.state.value}", request_completion(deps, job)
 
 
-def _save_status_if_changed(deps: Deps, before: Job, after: Job) -> None:
+def _save_status_if_changed(deps: Deps, before: Job, after: Job) -> Job | None:
+    """The row as stored afterwards; None when another writer got there first (the next tick reads it)."""
     if not worth_writing(before, after):
-        return
+        return before
     try:
-        deps.store.update(after)
+        return deps.store.update(after)
     except StaleJob:
         log.info("job %s: changed while polled; the next tick decides again", after.job_id)
+        return None
 
 
 def _cancel_quietly(deps: Deps, job: Job) -> None:

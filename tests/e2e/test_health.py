@@ -34,6 +34,7 @@ def test_every_check_passes_over_http_with_the_admin_key(stack: StackClient) -> 
     statuses = {check["name"]: check["status"] for check in body["checks"]}
     assert {name for name, status in statuses.items() if status != "pass"} == NOT_APPLICABLE_HERE
     assert statuses["azure ml deployment"] == "pass"  # the emulator answers the ARM reads as Azure does
+    assert statuses["model input columns"] == "pass"  # REQUIRED_COLUMNS=auto: the model read through ARM
     assert "secret" not in response.text.lower()
     # the topic was shown a batch it had to reject: nothing but our own event types was ever accepted
     assert all(event["type"].startswith("DropScore.") for event in stack.events())
@@ -51,7 +52,9 @@ def test_the_doctor_prints_every_check_passing(stack: StackClient) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[-1] == "healthy"
-    assert sum(line.startswith("ok ") for line in lines) == 15
+    assert sum(line.startswith("ok ") for line in lines) == 16
+    model = "model diamonds:1 requires carat, cut, color, clarity, depth, table, x, y, z"
+    assert any(line.startswith("ok ") and line.endswith(model) for line in lines), done.stdout
     assert [line.split()[1:4] for line in lines if line.startswith("skip")] == [["blob", "event", "subscription"]]
 
 
@@ -61,16 +64,21 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-AML_READS = ["azure ml endpoint", "azure ml deployment", "azure ml output datastore"]
+AML_READS = ["azure ml endpoint", "azure ml deployment", "azure ml output datastore", "model input columns"]
 
 
 @pytest.mark.parametrize(
     ("change", "failing", "fix"),
     [
         ({"INPUT_CONTAINER": "no-such-container"}, ["container no-such-container"], "correct INPUT_CONTAINER"),
-        # one token for the scoring URI and (locally) the ARM reads: all three say what role is missing
+        # one token for the scoring URI and (locally) the ARM reads: each says what role is missing
         ({"AML_LOCAL_TOKEN": "wrong-token"}, AML_READS, "'dropscore batch invoker' on the Azure ML workspace"),
-        ({"BATCH_DEPLOYMENT": "no-such-deployment"}, ["azure ml deployment"], "set BATCH_DEPLOYMENT"),
+        # the model is read through the deployment (REQUIRED_COLUMNS=auto), so both fail and say so
+        (
+            {"BATCH_DEPLOYMENT": "no-such-deployment"},
+            ["azure ml deployment", "model input columns"],
+            "check BATCH_ENDPOINT_NAME and BATCH_DEPLOYMENT",
+        ),
         ({"AML_OUTPUT_DATASTORE": "nostore"}, ["azure ml output datastore"], "register datastore 'nostore'"),
         ({"EVENTGRID_TOPIC_ENDPOINT": "http://127.0.0.1:{port}/api/events"}, ["event grid topic"], "did not answer"),
         ({"EVENTGRID_TOPIC_KEY": "wrong-key"}, ["event grid topic"], "EventGrid Data Sender"),

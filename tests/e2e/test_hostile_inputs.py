@@ -340,7 +340,7 @@ def test_no_traceback_in_the_host_log(suite: SuiteRun) -> None:
 
 @pytest.mark.parametrize(("label", "head", "required", "code"), UNIT_ONLY_HEADS, ids=[h[0] for h in UNIT_ONLY_HEADS])
 def test_required_columns_rule(label: str, head: bytes, required: tuple[str, ...], code: str) -> None:
-    """The e2e stack requires no columns (REQUIRED_COLUMNS empty): the rule, against the validator itself."""
+    """The rule against the validator itself, with required lists other than the demo model's."""
     with pytest.raises(InputInvalid) as rejected:
         validate_head(head, truncated=False, required_columns=required)
     assert rejected.value.code == code

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob_binding
 import pytest
 from azure.functions import timer
+from azure.storage.blob import BlobClient
 
 import function_app
+from localdev.functions_host import indexing, sdk_bindings
+from localdev.functions_host.sdk_bindings import blob_binding_data
 from shared import runtime
 from shared.models import EventType, JobState, RemoteStatus
 from tests.fakes import World, make_world, write_predictions
@@ -23,17 +28,26 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     return world
 
 
-def blob_stream(world: World, name: str, data: bytes, with_properties: bool = True) -> func.InputStream:
-    etag = world.blobs.put("incoming", name, data)
-    properties = {"ETag": f'"{etag}"', "Length": len(data), "ContentType": "text/csv"} if with_properties else None
-    return func.blob.InputStream(
-        data=data,
-        name=f"incoming/{name}",
-        uri=world.blobs.url("incoming", name),
-        length=len(data),
-        blob_properties=properties,
-        metadata={},
-    )
+# Nothing listens on port 9 (discard): a function that did storage I/O through the binding's client would fail.
+UNREACHABLE_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+    "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1"
+)
+
+
+def blob_client(world: World, name: str, data: bytes) -> blob_binding.BlobClient:
+    """What the worker passes the blob trigger: the extension's converter fed the host's model binding data."""
+    world.blobs.put("incoming", name, data)
+    binding_data = blob_binding_data("AzureWebJobsStorage", "incoming", name)
+    client = sdk_bindings.decode("blobTrigger", binding_data, {}, blob_binding.BlobClient)
+    assert isinstance(client, BlobClient)  # the converter returns azure.storage.blob's client, as in Azure
+    return cast(blob_binding.BlobClient, client)
+
+
+@pytest.fixture(autouse=True)
+def storage_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The binding's client is built from the connection setting the host names (never used for I/O here)."""
+    monkeypatch.setenv("AzureWebJobsStorage", UNREACHABLE_STORAGE)
 
 
 def test_the_app_indexes_with_no_settings_and_lists_every_function() -> None:
@@ -73,25 +87,44 @@ def _fresh_app() -> func.FunctionApp:
     return module.app  # type: ignore[no-any-return]
 
 
+def test_the_blob_trigger_is_an_sdk_type_binding_and_the_other_triggers_are_not() -> None:
+    """What the worker reports to the host at indexing (dev host indexing, real extension registry)."""
+    specs = {f.get_function_name(): indexing.build_spec(f) for f in _fresh_app().get_functions()}
+    deferred = {name for name, spec in specs.items() if spec.is_deferred(spec.trigger)}
+    assert deferred == {"on_input_blob"}
+    assert specs["on_input_blob"].trigger["properties"] == {"SupportsDeferredBinding": True}
+
+
 def test_blob_trigger_submits_once_per_version(world: World) -> None:
-    stream = blob_stream(world, "a/x.csv", CSV)
-    function_app.on_input_blob(stream)
-    function_app.on_input_blob(stream)
+    client = blob_client(world, "a/x.csv", CSV)
+    function_app.on_input_blob(client)
+    function_app.on_input_blob(client)
     assert len(world.scoring.posts) == 1
     (job,) = world.store.rows.values()
     assert (job.container, job.name, job.state) == ("incoming", "a/x.csv", JobState.SUBMITTED)
 
 
-def test_blob_trigger_without_properties_reads_the_etag(world: World) -> None:
-    function_app.on_input_blob(blob_stream(world, "x.csv", CSV, with_properties=False))
+def test_blob_trigger_takes_etag_and_size_from_one_properties_read_not_the_binding(world: World) -> None:
+    function_app.on_input_blob(blob_client(world, "x.csv", CSV))
     (job,) = world.store.rows.values()
-    assert job.blob_etag == world.blobs.properties("incoming", "x.csv").etag  # type: ignore[union-attr]
+    properties = world.blobs.properties("incoming", "x.csv")
+    assert properties is not None
+    assert (job.blob_etag, job.size) == (properties.etag.strip('"'), len(CSV))
+    assert job.input_url == "http://127.0.0.1:9/devstoreaccount1/incoming/x.csv"
+
+
+def test_a_blob_deleted_before_the_trigger_runs_is_ignored(world: World) -> None:
+    client = blob_client(world, "gone.csv", CSV)
+    world.blobs.delete("incoming", "gone.csv")
+    function_app.on_input_blob(client)
+    assert world.store.rows == {}
+    assert world.scoring.posts == []
 
 
 def test_timer_and_queue_triggers_finish_a_job(world: World) -> None:
     world.scoring.script = [RemoteStatus.COMPLETED]
     world.scoring.on_complete = write_predictions(world, ["10", "20"])
-    function_app.on_input_blob(blob_stream(world, "x.csv", CSV))
+    function_app.on_input_blob(blob_client(world, "x.csv", CSV))
     function_app.poll_jobs(timer.TimerRequest(past_due=True))
     (job_id,) = world.queue.drain()
     message = func.QueueMessage(id="m1", body=json.dumps({"jobId": job_id}).encode(), pop_receipt="r")
@@ -109,7 +142,7 @@ def test_a_malformed_queue_message_is_dropped_with_a_log(world: World, caplog: p
 
 
 def test_http_get_job_and_list_jobs(world: World) -> None:
-    function_app.on_input_blob(blob_stream(world, "x.csv", CSV))
+    function_app.on_input_blob(blob_client(world, "x.csv", CSV))
     (job_id,) = world.store.rows
     found = function_app.get_job(func.HttpRequest("GET", f"/api/jobs/{job_id}", route_params={"id": job_id}, body=b""))
     assert found.status_code == 200

@@ -171,9 +171,15 @@ def _role_name(roles: Scope, expr: Any, built_in_roles: dict[str, str]) -> str:
     return built_in_roles.get(role_id, f"unknown role {role_id}")
 
 
+#: Scopes named by their symbol rather than their type: a second resource of a type SCOPE_NAMES already names.
+SYMBOL_SCOPES = {"modelStorageAccount": "Azure ML workspace storage account"}
+
+
 def _scope_name(roles: Scope, expr: Any, loop_item: Any) -> str:
     operator = expr.get("operator", {}) if isinstance(expr, dict) else {}
     symbol = operator["operands"]["operand_1"] if operator.get("type") == "index_accessor" else expr
+    if isinstance(symbol, str) and symbol in SYMBOL_SCOPES:
+        return SYMBOL_SCOPES[symbol]
     resource = roles.resource(symbol)
     body, _, loop = unwrap(resource["config"])
     if resource["type"].endswith("/containers"):

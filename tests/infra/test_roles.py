@@ -104,10 +104,13 @@ def test_grants_are_deployed_in_the_resource_group_that_holds_their_scope() -> N
             assert condition == "grantCompute", symbol
         elif grant.scope == "Azure ML workspace":
             assert condition == "inAmlGroup", symbol
+        elif grant.scope == "Azure ML workspace storage account":
+            assert condition == "grantModelRead", symbol
         else:
             assert condition == "inAppGroup" or symbol == "appDataContainerContributor", symbol
     variables = roles_scope().template["variables"]
     assert "amlComputePrincipalId" in repr(variables["grantCompute"]["value"])
+    assert "inAmlGroup" in repr(variables["grantModelRead"]["value"])
     deployed_in = {
         call["config"]["params"]["grantsIn"]
         for call in parse("main.bicep")["modules"].values()

@@ -7,7 +7,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +71,7 @@ def make_app(
 
 @contextmanager
 def running_host(
-    app: ToyApp, log_path: Path, *, host_id: str, blob_scan_interval: float = 0.3
+    app: ToyApp, log_path: Path, *, host_id: str, blob_scan_interval: float = 0.3, extra_args: Sequence[str] = ()
 ) -> Iterator[tuple[Service, str]]:
     service, base_url = start_functions_host(
         app_dir=app.app_dir,
@@ -80,6 +80,7 @@ def running_host(
         keys_file=app.keys_file,
         blob_scan_interval=blob_scan_interval,
         host_id=host_id,
+        extra_args=extra_args,
     )
     try:
         yield service, base_url

@@ -22,7 +22,8 @@ from shared.core.naming import parse_completion_message
 from shared.models import EventType, InvokeRequest, JobState, RemoteStatus
 from shared.usecases import complete, intake, poll
 from shared.usecases.deps import Deps
-from tests.fakes import FakeClock, FakeEventPublisher, FakeResources, FakeScoringEndpoint
+from shared.usecases.schema import ModelColumns
+from tests.fakes import FakeClock, FakeEventPublisher, FakeModelCatalog, FakeResources, FakeScoringEndpoint
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +71,7 @@ def env(azurite: Azurite) -> dict[str, object]:
         completions=StorageCompletionQueue(queue),
         resources=FakeResources(),
         clock=FakeClock(),
+        model_columns=ModelColumns(settings, FakeModelCatalog, FakeClock()),
     )
     blob_service.create_container(settings.input_container)
     return {"deps": deps, "blobs": blob_service, "queue": queue, "scoring": scoring}

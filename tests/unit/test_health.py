@@ -9,6 +9,7 @@ import pytest
 
 from shared import doctor
 from shared.errors import (
+    ModelSchemaUnavailable,
     ResourceMissing,
     ScoringAuthError,
     ScoringUnavailable,
@@ -32,7 +33,7 @@ def azure_world(**overrides: str) -> World:
         AML_WORKSPACE_ID=WORKSPACE,
         BATCH_DEPLOYMENT="blue",
         BLOB_EVENT_SUBSCRIPTION_ID=SUBSCRIPTION,
-        **overrides,
+        **{"REQUIRED_COLUMNS": "auto", **overrides},
     )
     world.resources.existing.add(SUBSCRIPTION)
     return world
@@ -63,6 +64,7 @@ def test_a_healthy_deployment_passes_every_check() -> None:
         "azure ml endpoint",
         "azure ml deployment",
         "azure ml output datastore",
+        "model input columns",
         "event grid topic",
         "blob event subscription",
     ]
@@ -206,3 +208,27 @@ def test_intake_never_takes_a_probe_blob_for_input() -> None:
         accept_blob(world.deps, container="incoming", name="_dropscore-health/abc", size=3, etag="0x1", url="u") is None
     )
     assert world.store.rows == {}
+
+
+def test_discovered_model_columns_are_shown_and_each_failure_names_its_fix() -> None:
+    world = azure_world()
+    assert checks(world)["model input columns"].detail == "model diamonds:1 requires carat, cut"
+    cases = [
+        (ModelSchemaUnavailable("model diamonds:1: the model has a tensor-based signature"), "REQUIRED_COLUMNS"),
+        (ResourceMissing("Azure ML has no deployment blue"), "BATCH_DEPLOYMENT"),
+        (StorageAuthError("HTTP 403"), "Storage Blob Data Reader"),
+        (ScoringAuthError("HTTP 403"), "dropscore batch invoker"),
+    ]
+    for error, fix in cases:
+        world.catalog.error = error
+        check = checks(world)["model input columns"]
+        assert (check.status, check.detail) == (CheckStatus.FAIL, error.message)
+        assert fix in check.fix
+
+
+def test_listed_or_no_required_columns_need_no_lookup() -> None:
+    listed = checks(azure_world(REQUIRED_COLUMNS="carat,cut"))["model input columns"]
+    assert (listed.status, listed.detail) == (CheckStatus.PASS, "REQUIRED_COLUMNS lists carat, cut")
+    world = azure_world(REQUIRED_COLUMNS="")
+    assert checks(world)["model input columns"].status is CheckStatus.SKIP
+    assert world.catalog.lookups == []

@@ -27,8 +27,12 @@ SDK_OWNERS = {
     "azure.identity": "shared/adapters/identity.py",
     "azure.monitor": "shared/adapters/telemetry.py",
     "requests": "shared/adapters/rest.py",
+    "yaml": "shared/adapters/modelcatalog.py",
     "urllib3": "shared/adapters/rest.py",
     "azure.functions": "function_app.py",
+    # The blob trigger's SDK-type binding: function_app annotates its parameter with the extension's BlobClient
+    # (the worker needs the real type) and reads only names from it; storage I/O stays in blobs.py.
+    "azurefunctions": "function_app.py",
 }
 
 
