@@ -1,6 +1,6 @@
 """CSV validation: check an input's head (a bounded ranged read) before any compute is spent.
 
-The row rules here (what a blank line is) are Azure ML's, and the join in csvjoin.py follows them too.
+The row rules here (what a blank line is) are Azure ML's, and the join in shared/csvjoin/ follows them too.
 """
 
 from __future__ import annotations

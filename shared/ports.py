@@ -96,10 +96,12 @@ class BlobStore(Protocol):
         """Bytes [offset, offset+length) of the version `etag`; raises BlobChanged or BlobMissing."""
 
     def chunks(self, container: str, name: str, *, etag: str | None = None) -> Iterator[bytes]:
-        """The blob's bytes in chunks (of the version `etag` when given); raises BlobChanged or BlobMissing."""
+        """The blob's bytes in chunks, read ahead while the caller works, all of one version (`etag` when given,
+        else the one found first); raises BlobChanged or BlobMissing."""
 
     def write(self, container: str, name: str, data: Iterable[bytes] | bytes, *, content_type: str) -> None:
-        """Create or replace the blob with `data`."""
+        """Create or replace the blob with `data`, all at once: when making `data` fails midway, the blob is
+        left as it was (a stream is staged in blocks and committed by one block list)."""
 
     def copy(
         self,

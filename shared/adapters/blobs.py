@@ -32,15 +32,22 @@ _COPY_WAIT_SECONDS = 600
 class AzureBlobStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> AzureBlobStore:
+        limits = TransferLimits.within(
+            memory_bytes=settings.join_memory_mb * 1024 * 1024, concurrency=settings.join_concurrency
+        )
+        # A ranged read of the join comes back in one piece (the SDK reads 256 KiB pieces and joins them
+        # otherwise): one copy less of every byte downloaded.
+        piece = limits.chunk_bytes
         service = storage_client(
             settings.storage,
             settings.storage.blob_url,
-            from_connection_string=BlobServiceClient.from_connection_string,
-            from_url=lambda url, credential: BlobServiceClient(url, credential=credential),
+            from_connection_string=lambda connection: BlobServiceClient.from_connection_string(
+                connection, connection_data_block_size=piece
+            ),
+            from_url=lambda url, credential: BlobServiceClient(
+                url, credential=credential, connection_data_block_size=piece
+            ),
             client_id=settings.client_id,
-        )
-        limits = TransferLimits.within(
-            memory_bytes=settings.join_memory_mb * 1024 * 1024, concurrency=settings.join_concurrency
         )
         return cls(service, transfer=limits)
 

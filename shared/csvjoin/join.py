@@ -69,8 +69,7 @@ def join_predictions(
     output = _Output()
     lookup: _Lookup | None = None  # predictions are read only once the input has a header
     for block in blocks:
-        lines = plain.lines(block) if lookup is not None else None
-        if lookup is not None and lines is not None:
+        if lookup is not None and (lines := plain.lines(block)) is not None:
             yield output.plain(lines, _take(lookup, stats, len(lines)).values)
             continue
         records = [record for record in records_of.records(block) if not is_blank_line(record)]
