@@ -234,6 +234,15 @@ def _check_local_secrets(reader: _Reader, settings: Settings) -> None:
         reader.problems.append(
             "AML_LOCAL_TOKEN: only allowed with a loopback BATCH_ENDPOINT_URI; Azure uses a managed identity"
         )
+    elif (
+        settings.aml_local_token
+        and settings.aml_workspace_id
+        and not values.is_loopback_url(settings.aml_management_endpoint)
+    ):  # cancel and the model reads send the same token to the management endpoint
+        reader.problems.append(
+            "AML_LOCAL_TOKEN: with AML_WORKSPACE_ID it is also sent to AML_MANAGEMENT_ENDPOINT, which must then be "
+            "loopback (the emulator) too"
+        )
     if settings.eventgrid_topic_key and not values.is_loopback_url(settings.eventgrid_topic_endpoint):
         reader.problems.append(
             "EVENTGRID_TOPIC_KEY: only allowed with a loopback EVENTGRID_TOPIC_ENDPOINT; "

@@ -31,6 +31,9 @@ from shared.core.signature import SignatureUnusable, required_columns
 from shared.errors import ModelSchemaUnavailable, ResourceMissing, ScoringAuthError, ScoringUnavailable
 from shared.models import ModelInputs
 
+#: Storage endpoint suffixes of the Azure clouds (public, US Government, China).
+STORAGE_SUFFIXES = frozenset({"core.windows.net", "core.usgovcloudapi.net", "core.chinacloudapi.cn"})
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 #: An MLmodel file is a few kilobytes; anything far bigger is not one.
 MLMODEL_MAX_BYTES = 1024 * 1024
 _WORKSPACE = r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/workspaces/[^/]+"
@@ -96,9 +99,17 @@ class AzureMLModelCatalog:
         account, container = store.get("accountName"), store.get("containerName")
         if not (account and container):
             raise ModelSchemaUnavailable(f"model {label} is kept on a datastore that is not Azure Blob storage")
+        suffix = str(store.get("endpoint") or "core.windows.net").lower()
+        # The app's identity signs this read: only a real storage account name in an Azure cloud, never a host
+        # that whoever can write a datastore chose.
+        if not _ACCOUNT_NAME.match(str(account)) or suffix not in STORAGE_SUFFIXES:
+            raise ModelSchemaUnavailable(
+                f"model {label} is on datastore storage the app does not read ({account!s:.30} in {suffix:.40}): "
+                "only an Azure storage account in a known Azure cloud"
+            )
         text = self._files.read_small(
             account=str(account),
-            endpoint_suffix=str(store.get("endpoint") or "core.windows.net"),
+            endpoint_suffix=suffix,
             container=str(container),
             path=f"{folder.rstrip('/')}/MLmodel",
             max_bytes=MLMODEL_MAX_BYTES,

@@ -235,3 +235,51 @@ def test_a_model_that_cannot_be_read_lets_inputs_through_unchecked() -> None:
     world = auto_world()
     world.catalog.error = ResourceMissing("Azure ML has no deployment blue")
     assert drop(world, "a.csv", MISSING_CUT) is JobState.SUBMITTED
+
+
+def test_a_datastore_naming_a_foreign_host_is_never_sent_the_apps_token() -> None:
+    """ARM data decides where the MLmodel read goes; only a storage account in an Azure cloud may get our token."""
+    from shared.adapters.modelcatalog import AzureMLModelCatalog
+    from shared.adapters.rest import Reply
+
+    class Arm:
+        def __init__(self, store: dict[str, str]) -> None:
+            self.store = store
+
+        def send(self, method: str, url: str, *, headers: dict[str, str]) -> Reply:
+            path = url.split("?", 1)[0]
+            model = f"{WORKSPACE}/models/diamonds/versions/1"
+            bodies = {
+                "deployments/blue": {"properties": {"model": {"referenceType": "Id", "assetId": model}}},
+                "versions/1": {
+                    "properties": {"modelType": "mlflow_model", "modelUri": "azureml://datastores/a/paths/m"}
+                },
+                "datastores/a": {"properties": self.store},
+            }
+            body = next(value for key, value in bodies.items() if path.endswith(key))
+            return Reply(200, json.dumps(body), "OK")
+
+    class Files:
+        def read_small(self, **where: object) -> bytes:
+            raise AssertionError(f"the app's token would have been sent to {where}")
+
+    for store in (
+        {"accountName": "acct", "containerName": "c", "endpoint": "evil.example"},
+        {"accountName": "evil.example/x", "containerName": "c", "endpoint": "core.windows.net"},
+    ):
+        catalog = AzureMLModelCatalog(
+            management_endpoint="https://management.azure.com",
+            workspace_id=WORKSPACE,
+            token=lambda: "t",
+            client=Arm(store),  # type: ignore[arg-type]
+            files=Files(),  # type: ignore[arg-type]
+        )
+        with pytest.raises(ModelSchemaUnavailable, match="only an Azure storage account in a known Azure cloud"):
+            catalog.input_columns(endpoint_name="ep", deployment="blue")
+
+
+def test_the_local_token_never_goes_to_a_real_management_endpoint() -> None:
+    local = {"BATCH_ENDPOINT_URI": "http://127.0.0.1:5081/jobs", "AML_LOCAL_TOKEN": "t", "AML_WORKSPACE_ID": WORKSPACE}
+    with pytest.raises(ConfigError, match="AML_LOCAL_TOKEN: with AML_WORKSPACE_ID"):
+        make_world(**local)
+    assert make_world(**local, AML_MANAGEMENT_ENDPOINT="http://127.0.0.1:5081").settings.aml_local_token == "t"
