@@ -31,7 +31,7 @@ from tests.integration.functions_host_support import (
     unique,
     wait_for,
 )
-from tests.integration.test_worker_indexing import ROOT, find_python313, worker_venv
+from tests.integration.test_worker_indexing import ROOT, RUNTIME_PREAMBLE, find_python313, worker_venv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -115,19 +115,9 @@ def test_an_event_grid_source_sdk_trigger_gets_a_blob_client(
     assert read < CHATTER_LIMIT
 
 
-DECODE_SCRIPT = r"""
-import json, sys, types, uuid
-from azure_functions_runtime import loader
-from azure_functions_runtime.bindings import meta
-from azure_functions_runtime.functions import Registry
-
-class _Msg:
-    def __init__(self, **kw): self.__dict__.update(kw)
-
-class BindingInfo(_Msg):  # mirrors FunctionRpc.proto enums
-    out = 1; inout = 2; undefined = 0; string = 1; binary = 2; stream = 3
-setattr(BindingInfo, "in", 0)
-
+DECODE_SCRIPT = (
+    RUNTIME_PREAMBLE
+    + r"""
 class TypedData:  # FunctionRpc.proto TypedData carrying model_binding_data, as the host sends it
     def __init__(self, data): self.model_binding_data = data
     def WhichOneof(self, _): return "model_binding_data"
@@ -136,8 +126,6 @@ class ParameterBinding:
     def __init__(self, name, data): self.name, self.data = name, data
     def WhichOneof(self, _): return "data"
 
-meta.load_binding_registry()
-protos = types.SimpleNamespace(BindingInfo=BindingInfo, RpcRetryOptions=_Msg, RpcFunctionMetadata=_Msg)
 registry = Registry()
 metadata, _ = loader.process_indexed_function(protos, registry, loader.index_function_app(sys.argv[1]), sys.argv[2])
 raw = {m.name: [json.loads(b) for b in m.raw_bindings] for m in metadata}
@@ -155,6 +143,7 @@ print(json.dumps({
     "container": client.container_name, "name": client.blob_name, "size": properties.size,
 }))
 """
+)
 
 
 @pytest.mark.skipif(find_python313() is None, reason="no python3.13 on this machine: the 3.13 worker cannot run")

@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = "azure-functions-runtime>=1.3,<2"
 
-INDEX_SCRIPT = r"""
-import json, sys, types
+#: The start of every script run in the 3.13 runtime: its loader, and the protobuf types it is handed, stubbed.
+RUNTIME_PREAMBLE = r"""
+import json, sys, types, uuid
 from azure_functions_runtime import loader
 from azure_functions_runtime.bindings import meta
 from azure_functions_runtime.functions import Registry
@@ -34,10 +35,16 @@ class BindingInfo(_Msg):  # mirrors FunctionRpc.proto enums
 setattr(BindingInfo, "in", 0)
 meta.load_binding_registry()
 protos = types.SimpleNamespace(BindingInfo=BindingInfo, RpcRetryOptions=_Msg, RpcFunctionMetadata=_Msg)
+"""
+
+INDEX_SCRIPT = (
+    RUNTIME_PREAMBLE
+    + r"""
 indexed = loader.index_function_app(sys.argv[1])
 metadata, _ = loader.process_indexed_function(protos, Registry(), indexed, sys.argv[2])
 print(json.dumps({m.name: [json.loads(b)["type"] for b in m.raw_bindings] for m in metadata}))
 """
+)
 
 
 def find_python313() -> str | None:
