@@ -85,7 +85,7 @@ class AzureMLBatchEndpoint:
 
     def invoke(self, request: InvokeRequest) -> RemoteJob:
         headers = {
-            "Authorization": f"Bearer {self._bearer(self._token)}",
+            "Authorization": f"Bearer {bearer(self._token)}",
             "Content-Type": "application/json",
             "repeatability_request-id": request.repeatability_id,
         }
@@ -109,7 +109,7 @@ class AzureMLBatchEndpoint:
         return job if job.name else replace(job, name=request.job_name)
 
     def get_job(self, name: str) -> RemoteJob:
-        headers = {"Authorization": f"Bearer {self._bearer(self._token)}"}
+        headers = {"Authorization": f"Bearer {bearer(self._token)}"}
         response = self._rest.send("GET", f"{self._scoring_uri}/{name}", headers=headers)
         if response.status == 404:
             raise RemoteJobNotFound(f"Azure ML has no job named {name}")
@@ -126,15 +126,15 @@ class AzureMLBatchEndpoint:
         return True
 
     def probe_token(self) -> None:
-        self._bearer(self._token)
+        bearer(self._token)
         if self._workspace_id:
-            self._bearer(self._management_token or self._token)
+            bearer(self._management_token or self._token)
 
     def probe_endpoint(self) -> None:
         """A job name nobody uses: 404 (or 200) shows the endpoint answers and accepts our token."""
         probe = f"dropscore-health-{uuid.uuid4().hex[:12]}"
         response = self._rest.send(
-            "GET", f"{self._scoring_uri}/{probe}", headers={"Authorization": f"Bearer {self._bearer(self._token)}"}
+            "GET", f"{self._scoring_uri}/{probe}", headers={"Authorization": f"Bearer {bearer(self._token)}"}
         )
         if response.status != 404:
             raise_for_status(response, "status")
@@ -156,19 +156,19 @@ class AzureMLBatchEndpoint:
     def _arm(self, method: str, path: str) -> Reply:
         """A call to the workspace's ARM resource, with the management token."""
         url = f"{self._management_endpoint}/{self._workspace_id}/{path}?api-version={self._arm_api_version}"
-        headers = {"Authorization": f"Bearer {self._bearer(self._management_token or self._token)}"}
+        headers = {"Authorization": f"Bearer {bearer(self._management_token or self._token)}"}
         return self._rest.send(method, url, headers=headers)
 
-    @staticmethod
-    def _bearer(token: Callable[[], str]) -> str:
-        """A token, or ScoringUnavailable: nothing was sent, so the request may simply be tried again."""
-        try:
-            return token()
-        except ClientAuthenticationError as exc:
-            raise ScoringUnavailable(
-                f"could not get an Entra token ({type(exc).__name__}); is the Function App's managed identity on?",
-                ambiguous=False,
-            ) from None
+
+def bearer(token: Callable[[], str]) -> str:
+    """A token, or ScoringUnavailable: nothing was sent, so the request may simply be tried again."""
+    try:
+        return token()
+    except ClientAuthenticationError as exc:
+        raise ScoringUnavailable(
+            f"could not get an Entra token ({type(exc).__name__}); is the Function App's managed identity on?",
+            ambiguous=False,
+        ) from None
 
 
 def invoke_body(request: InvokeRequest) -> dict[str, Any]:

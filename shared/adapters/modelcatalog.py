@@ -20,15 +20,14 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from azure.core.exceptions import ClientAuthenticationError
 
-from shared.adapters.azureml import ROLE_HINT, json_object, raise_for_status, service_message
+from shared.adapters.azureml import bearer, json_object, raise_for_status, service_message
 from shared.adapters.blobs import DatastoreFiles
 from shared.adapters.identity import credential
 from shared.adapters.rest import CachedToken, RestClient, retrying_session, static_token
 from shared.config import Settings
 from shared.core.signature import SignatureUnusable, required_columns
-from shared.errors import ModelSchemaUnavailable, ResourceMissing, ScoringAuthError, ScoringUnavailable
+from shared.errors import ModelSchemaUnavailable, ResourceMissing
 from shared.models import ModelInputs
 
 #: Storage endpoint suffixes of the Azure clouds (public, US Government, China).
@@ -126,19 +125,11 @@ class AzureMLModelCatalog:
         return str(name)
 
     def _get(self, resource_id: str, what: str) -> dict[str, Any]:
-        try:
-            bearer = self._token()
-        except ClientAuthenticationError as exc:  # nothing was sent: try later
-            raise ScoringUnavailable(
-                f"could not get a management token ({type(exc).__name__})", ambiguous=False
-            ) from None
         url = f"{self._endpoint}{resource_id}?api-version={self._api_version}"
-        response = self._rest.send("GET", url, headers={"Authorization": f"Bearer {bearer}"})
+        response = self._rest.send("GET", url, headers={"Authorization": f"Bearer {bearer(self._token)}"})
         if response.status == 404:
             raise ResourceMissing(f"Azure ML has no {what}: {service_message(response)}")
-        if response.status in {401, 403}:
-            raise ScoringAuthError(f"Azure ML refused to show the {what} (HTTP {response.status}). {ROLE_HINT}")
-        raise_for_status(response, f"{what} read")
+        raise_for_status(response, f"{what} read")  # 401/403: ScoringAuthError naming the role
         return json_object(response)
 
 
