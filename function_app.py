@@ -21,7 +21,7 @@ import azurefunctions.extensions.bindings.blob as blob_binding
 from shared import httpapi, logcontext, runtime
 from shared.core.naming import is_job_key, parse_completion_message
 from shared.errors import ConfigError
-from shared.usecases import complete, health, intake, poll, queries
+from shared.usecases import complete, health, intake, poll, queries, runevents
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger(logcontext.LOGGER)
@@ -82,7 +82,17 @@ def complete_job(message: func.QueueMessage) -> None:
     except (ValueError, UnicodeDecodeError) as exc:
         log.error("complete_job: dropped malformed message %s: %s", message.id, exc)
         return
-    complete.complete(runtime.deps(), job_id)
+    deps = runtime.deps()
+    poll.admit_after_completion(deps, complete.complete(deps, job_id))
+
+
+@app.function_name("aml_run_events")
+@app.event_grid_trigger(arg_name="event")
+def aml_run_events(event: func.EventGridEvent) -> None:
+    """The Azure ML workspace's run events (its Event Grid system topic): a job of ours ended, so check it now
+    instead of at the next poll tick. The poller stays the safety net for events lost or late."""
+    data = event.get_json()
+    runevents.on_run_event(runtime.deps(), event_type=event.event_type, data=data if isinstance(data, dict) else {})
 
 
 @app.function_name("give_up_completion")

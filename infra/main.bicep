@@ -1,6 +1,7 @@
 // dropscore: everything the Function App needs, keyless (one user-assigned identity, RBAC only).
 // Deploy with `azd up` (azure.yaml) or `az deployment sub create -f infra/main.bicep -l <location> -p ...`,
-// then run infra/hooks/postdeploy.py (azd runs it for you) to subscribe the blob trigger to BlobCreated events.
+// then run infra/hooks/postdeploy.py (azd runs it for you) to subscribe the blob trigger to BlobCreated events and,
+// with amlRunEvents, aml_run_events to the workspace's run events.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -36,6 +37,33 @@ param amlComputePrincipalId string = ''
 
 @description('Name of the Event Grid subscription that feeds BlobCreated events to the blob trigger (created by infra/hooks/postdeploy.py).')
 param blobEventSubscriptionName string = 'dropscore-incoming-csv'
+
+@description('The fast completion path: an Event Grid system topic on the Azure ML workspace (or workspaceSystemTopicName) whose RunStatusChanged events reach aml_run_events (subscribed by infra/hooks/postdeploy.py); app setting AML_RUN_EVENTS on/off. Off: the poller alone finishes jobs.')
+param amlRunEvents bool = true
+
+@description('An existing Event Grid system topic on the workspace, in the workspace resource group, with a system-assigned identity (a workspace can have only one); empty = create one.')
+param workspaceSystemTopicName string = ''
+
+@description('Name of the Event Grid subscription that feeds the workspace run events to aml_run_events (created by infra/hooks/postdeploy.py).')
+param amlEventSubscriptionName string = 'dropscore-aml-run-events'
+
+@description('MAX_JOBS_IN_FLIGHT: Azure ML jobs submitted and not yet finished, at most.')
+@minValue(1)
+@maxValue(10000)
+param maxJobsInFlight int = 100
+
+@description('SHARD_THRESHOLD_MB: inputs larger than this are split into parts, scored as one job over every worker; 0 = never split.')
+@minValue(0)
+@maxValue(5242880)
+param shardThresholdMb int = 256
+
+@description('SHARD_PART_MB: size of each part of a split input.')
+@minValue(1)
+@maxValue(4096)
+param shardPartMb int = 32
+
+@description('ROUTES: JSON mapping input folders to other batch endpoints (README, Routes); empty = one route. Grant the app identity the batch invoker role on each endpoint it names.')
+param routes string = ''
 
 @description('Most instances Flex Consumption may scale the app out to.')
 @minValue(40)
@@ -172,6 +200,25 @@ module azureMl 'modules/azureml.bicep' = {
   }
 }
 
+// The workspace's system topic for its run events (module in the workspace resource group, a topic's region is
+// its source's). Deployed in any case so the outputs exist; with amlRunEvents false it deploys nothing.
+module amlEvents 'modules/amlevents.bicep' = {
+  name: 'amlevents-${resourceToken}'
+  scope: resourceGroup(amlWorkspaceResourceGroup)
+  params: {
+    enabled: amlRunEvents
+    workspaceName: amlWorkspaceName
+    existingSystemTopicName: workspaceSystemTopicName
+    systemTopicName: 'evgst-dropscore-aml-${resourceToken}'
+    tags: tags
+  }
+}
+
+// Empty when amlRunEvents is false (the module's outputs are too; said here so the wiring reads in one place).
+var amlSystemTopicName = amlRunEvents ? amlEvents.outputs.systemTopicName : ''
+var amlSystemTopicId = amlRunEvents ? amlEvents.outputs.systemTopicId : ''
+var amlSystemTopicPrincipalId = amlRunEvents ? amlEvents.outputs.systemTopicPrincipalId : ''
+
 // All role assignments live in modules/roles.bicep; it is deployed once per resource group it grants in.
 module appRoles 'modules/roles.bicep' = {
   name: 'roles-app'
@@ -187,6 +234,8 @@ module appRoles 'modules/roles.bicep' = {
     eventGridTopicName: eventGrid.outputs.topicName
     systemTopicName: eventGrid.outputs.systemTopicName
     amlWorkspaceName: amlWorkspaceName
+    amlSystemTopicName: amlSystemTopicName
+    amlSystemTopicPrincipalId: amlSystemTopicPrincipalId
   }
 }
 
@@ -204,6 +253,8 @@ module amlRoles 'modules/roles.bicep' = {
     eventGridTopicName: eventGrid.outputs.topicName
     systemTopicName: eventGrid.outputs.systemTopicName
     amlWorkspaceName: amlWorkspaceName
+    amlSystemTopicName: amlSystemTopicName
+    amlSystemTopicPrincipalId: amlSystemTopicPrincipalId
     modelStorageAccountId: toLower(requiredColumns) == 'auto' ? azureMl.outputs.workspaceStorageAccountId : ''
   }
 }
@@ -239,6 +290,13 @@ module functionApp 'modules/functionapp.bicep' = {
     batchDeploymentName: batchDeploymentName
     requiredColumns: requiredColumns
     amlWorkspaceId: azureMl.outputs.workspaceId
+    amlRunEvents: amlRunEvents
+    amlSystemTopicId: amlSystemTopicId
+    amlEventSubscriptionName: amlEventSubscriptionName
+    maxJobsInFlight: maxJobsInFlight
+    shardThresholdMb: shardThresholdMb
+    shardPartMb: shardPartMb
+    routes: routes
   }
 }
 
@@ -257,5 +315,12 @@ output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.systemTopicName
 output BLOB_EVENT_SUBSCRIPTION_NAME string = blobEventSubscriptionName
 output BLOB_TRIGGER_FUNCTION_NAME string = 'on_input_blob'
 output EVENTGRID_TOPIC_ENDPOINT string = eventGrid.outputs.topicEndpoint
+// The hook subscribes aml_run_events only when AML_RUN_EVENTS_SETTING is 'on'. (Not named AML_RUN_EVENTS: azd
+// writes outputs to the same .env that main.parameters.json reads the amlRunEvents parameter from.)
+output AML_RUN_EVENTS_SETTING string = amlRunEvents ? 'on' : 'off'
+output AML_SYSTEM_TOPIC_NAME string = amlSystemTopicName
+output AML_SYSTEM_TOPIC_RESOURCE_GROUP string = amlWorkspaceResourceGroup
+output AML_EVENT_SUBSCRIPTION_NAME string = amlEventSubscriptionName
+output AML_EVENTS_FUNCTION_NAME string = 'aml_run_events'
 output AML_WORKSPACE_ID string = azureMl.outputs.workspaceId
 output BATCH_ENDPOINT_URI string = azureMl.outputs.scoringUri

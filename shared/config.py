@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from shared import settingvalues as values
 from shared.errors import ConfigError
 from shared.redaction import shown_value
+from shared.routing import DEFAULT_NAME, Route, Routes, parse_routes
 
 T = TypeVar("T")
 
@@ -69,6 +70,16 @@ class Settings:
     #: JOIN_CONCURRENCY: ranged reads, or block uploads, of one blob in flight at once.
     join_concurrency: int
     outbox_grace_seconds: int
+    #: MAX_JOBS_IN_FLIGHT: Azure ML jobs submitted and not finished, at most, per endpoint (0: no cap).
+    max_jobs_in_flight: int
+    #: SHARD_THRESHOLD_MB (0: never) and SHARD_PART_MB: inputs above the threshold are split into parts.
+    shard_threshold_mb: int
+    shard_part_mb: int
+    #: AML_RUN_EVENTS=on: the workspace's run events reach `aml_run_events`, so the poller only backstops.
+    aml_run_events: bool
+    aml_events_backstop_seconds: int
+    #: ARM id of the run-events subscription; lets the health check confirm Azure ML's events reach the app.
+    aml_event_subscription_id: str | None
     required_columns: tuple[str, ...]
     #: REQUIRED_COLUMNS=auto: the columns come from the deployed model's MLflow signature (shared/usecases/schema.py).
     discover_required_columns: bool
@@ -86,6 +97,9 @@ class Settings:
     #: ARM id of the BlobCreated subscription; lets the health check confirm uploads reach the app.
     blob_event_subscription_id: str | None
     appinsights_connection_string: str | None = field(repr=False)
+    #: ROUTES (shared/routing.py): input folders scored by their own batch endpoints; `routes.default` is the
+    #: settings above. Set once by from_env, from the other settings (so not an __init__ argument).
+    routes: Routes = field(init=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -128,6 +142,12 @@ class Settings:
             join_memory_mb=reader.get("JOIN_MEMORY_MB", "56", values.bounded_int(4, 1024)),
             join_concurrency=reader.get("JOIN_CONCURRENCY", "2", values.bounded_int(1, 16)),
             outbox_grace_seconds=reader.get("OUTBOX_GRACE_SECONDS", "60", values.bounded_int(1, 3600)),
+            max_jobs_in_flight=reader.get("MAX_JOBS_IN_FLIGHT", "100", values.bounded_int(0, 10000)),
+            shard_threshold_mb=reader.get("SHARD_THRESHOLD_MB", "256", values.bounded_int(0, 5 * 1024 * 1024)),
+            shard_part_mb=reader.get("SHARD_PART_MB", "32", values.bounded_int(1, 4096)),
+            aml_run_events=reader.get("AML_RUN_EVENTS", "off", values.choice("on", "off")) == "on",
+            aml_events_backstop_seconds=reader.get("AML_EVENTS_BACKSTOP_SECONDS", "300", values.bounded_int(10, 86400)),
+            aml_event_subscription_id=reader.optional("AML_EVENT_SUBSCRIPTION_ID"),
             required_columns=reader.get("REQUIRED_COLUMNS", "", values.column_list),
             discover_required_columns=values.is_auto(env.get("REQUIRED_COLUMNS", "")),
             required_columns_refresh_seconds=reader.get(
@@ -146,6 +166,9 @@ class Settings:
             blob_event_subscription_id=reader.optional("BLOB_EVENT_SUBSCRIPTION_ID"),
             appinsights_connection_string=reader.optional("APPLICATIONINSIGHTS_CONNECTION_STRING"),
         )
+        routes, route_problems = parse_routes(reader.optional("ROUTES"), default=_default_route(settings))
+        object.__setattr__(settings, "routes", routes)  # frozen: derived from the settings above, set only here
+        reader.problems.extend(route_problems)
         _check_local_secrets(reader, settings)
         _check_discovery(reader, settings)
         reader.raise_if_problems()
@@ -228,6 +251,22 @@ def _account_url(account: str | None, service: str) -> str | None:
     return f"https://{account}.{service}.core.windows.net" if account else None
 
 
+def _default_route(settings: Settings) -> Route:
+    """Today's settings: the route of every input under no ROUTES prefix (the only one without ROUTES)."""
+    return Route(
+        name=DEFAULT_NAME,
+        prefix="",
+        endpoint_uri=settings.batch_endpoint_uri,
+        deployment=settings.batch_deployment,
+        required_columns=settings.required_columns,
+        discover_required_columns=settings.discover_required_columns,
+        shard_threshold_mb=settings.shard_threshold_mb,
+        shard_part_mb=settings.shard_part_mb,
+        max_jobs_in_flight=settings.max_jobs_in_flight,
+        endpoint_name=settings.batch_endpoint_name,
+    )
+
+
 def _check_local_secrets(reader: _Reader, settings: Settings) -> None:
     """Keys and static tokens are for the local stack only: refuse them against anything but loopback."""
     if settings.aml_local_token and not values.is_loopback_url(settings.batch_endpoint_uri):
@@ -242,6 +281,11 @@ def _check_local_secrets(reader: _Reader, settings: Settings) -> None:
         reader.problems.append(
             "AML_LOCAL_TOKEN: with AML_WORKSPACE_ID it is also sent to AML_MANAGEMENT_ENDPOINT, which must then be "
             "loopback (the emulator) too"
+        )
+    remote_routes = [route.name for route in settings.routes.others if not values.is_loopback_url(route.endpoint_uri)]
+    if settings.aml_local_token and remote_routes:  # the token goes to every route's endpoint
+        reader.problems.append(
+            f"AML_LOCAL_TOKEN: every ROUTES endpoint must be loopback too (not: {', '.join(remote_routes)})"
         )
     if settings.eventgrid_topic_key and not values.is_loopback_url(settings.eventgrid_topic_endpoint):
         reader.problems.append(
@@ -262,6 +306,12 @@ def _check_discovery(reader: _Reader, settings: Settings) -> None:
         reader.problems.append(
             "REQUIRED_COLUMNS: auto reads the deployment's model through Azure ML's ARM API, so it needs "
             "AML_WORKSPACE_ID and BATCH_ENDPOINT_NAME (or an Azure scoring URI it can be read from)"
+        )
+    auto_routes = [route.name for route in settings.routes.others if route.discover_required_columns]
+    if auto_routes and not settings.aml_workspace_id:
+        reader.problems.append(
+            f"ROUTES: requiredColumns auto (routes {', '.join(auto_routes)}) reads each deployment's model through "
+            "Azure ML's ARM API, so it needs AML_WORKSPACE_ID"
         )
 
 

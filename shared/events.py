@@ -43,6 +43,7 @@ def build_event(job: Job, event_type: EventType, source: str, now: datetime) -> 
 def event_data(job: Job, event_type: EventType) -> dict[str, Any]:
     data: dict[str, Any] = {
         "jobId": job.job_id,
+        "route": job.route or "default",
         # An event describes the moment it announces, even when the outbox sends it later.
         "state": JobState.SUBMITTED.value if event_type == EventType.JOB_SUBMITTED else job.state.value,
         "attempt": job.attempt,
@@ -55,6 +56,8 @@ def event_data(job: Job, event_type: EventType) -> dict[str, Any]:
         },
         "timings": _timings(job),
     }
+    if job.parts:
+        data["input"]["parts"] = job.parts
     if job.aml_job_name or event_type in {EventType.JOB_SUBMITTED, EventType.JOB_COMPLETED}:
         data["aml"] = {
             "endpoint": strip_query(job.endpoint),

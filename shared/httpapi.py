@@ -82,6 +82,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "stage": job.stage.value,
         "finalized": job.finalized,
         "attempt": job.attempt,
+        "route": job.route or "default",
         "input": {"container": job.container, "name": job.name, "etag": job.blob_etag, "size": job.size},
         "aml": {
             "jobName": job.aml_job_name or None,
@@ -99,6 +100,8 @@ def job_view(job: Job) -> dict[str, Any]:
             "rows": job.rows_out,
             "rowsMissing": job.rows_missing,
         }
+    if job.parts:
+        view["input"]["parts"] = job.parts
     if job.error_code:
         view["error"] = {"code": job.error_code, "message": job.error_message}
     return view

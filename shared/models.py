@@ -11,6 +11,8 @@ class JobState(StrEnum):
     """Where a job is in its life. The ledger stores these names."""
 
     RECEIVED = "Received"
+    #: Validated, waiting for a free slot under MAX_JOBS_IN_FLIGHT (shared/usecases/admission.py).
+    WAITING = "Waiting"
     SUBMITTING = "Submitting"
     SUBMITTED = "Submitted"
     RUNNING = "Running"
@@ -37,6 +39,8 @@ REMOTE_DONE = frozenset(
 TERMINAL = frozenset({JobState.COMPLETED, JobState.REJECTED, JobState.FAILED, JobState.CANCELED, JobState.TIMED_OUT})
 #: States where an Azure ML job exists and is polled.
 REMOTE_ACTIVE = frozenset({JobState.SUBMITTED, JobState.RUNNING})
+#: States that hold a slot under MAX_JOBS_IN_FLIGHT: a POST may be out, or Azure ML has the job.
+IN_FLIGHT = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.RUNNING})
 
 
 class Stage(StrEnum):
@@ -46,7 +50,7 @@ class Stage(StrEnum):
     has got, so no reader has to infer it from which fields happen to be set.
     """
 
-    WORKING = "Working"  # no outcome yet: Received, Submitting, Submitted, Running
+    WORKING = "Working"  # no outcome yet: Received, Waiting, Submitting, Submitted, Running
     ENDED = "Ended"  # outcome known; predictions not joined and input not moved yet
     FILED = "Filed"  # predictions written and input moved, or input filed (left alone if not ours); event queued
     DONE = "Done"  # final event published: nothing is left, the job leaves the active index
@@ -126,6 +130,10 @@ class InvokeRequest:
     output_uri: str
     repeatability_id: str
     deployment: str | None = None
+    #: "UriFile" (one input file) or "UriFolder" (a sharded input: a folder of parts).
+    input_type: str = "UriFile"
+    #: Files per mini-batch, overriding the deployment's (1 for a sharded input: one part per worker).
+    mini_batch_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,9 @@ class Job:
     archive_container: str = ""
     #: Why the input was not moved when it was not (a MoveOutcome value); empty when it was moved.
     input_not_moved: str = ""
+    #: Parts of a sharded input (0: not sharded) and the folder that holds them in the Azure ML output container.
+    parts: int = 0
+    parts_folder: str = ""
     rows_in: int | None = None
     rows_out: int | None = None
     rows_missing: int | None = None
@@ -179,6 +190,8 @@ class Job:
     events_pending: tuple[str, ...] = ()
     events_published: tuple[str, ...] = ()
     stage: Stage = Stage.WORKING
+    #: The ROUTES route the input's path chose ("" for rows written before routes: the default).
+    route: str = ""
     #: The ledger row's ETag when it was read; None for a row not yet stored.
     version: str | None = field(default=None, compare=False)
 
@@ -208,6 +221,12 @@ class JobSummary:
     updated_at: datetime | None = None
     #: Some event of the row is queued but not yet published.
     events_pending: bool = False
+    #: When the job was received: waiting jobs are admitted oldest first.
+    created_at: datetime | None = None
+    #: When the poller last asked Azure ML about the job while run events cover it (the backstop's clock).
+    checked_at: datetime | None = None
+    #: The scoring URI the job was submitted to (its route's): where its status is asked.
+    endpoint: str = ""
 
 
 class CheckStatus(StrEnum):
@@ -241,3 +260,14 @@ class ModelInputs:
 
     model: str
     columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One of an endpoint's MAX_JOBS_IN_FLIGHT slots, as stored: the job holding it ("" when free)."""
+
+    number: int
+    holder: str = ""
+    taken_at: datetime | None = None
+    #: The stored row's ETag; None when no row was ever written for this slot.
+    version: str | None = field(default=None, compare=False)

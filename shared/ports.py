@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from shared.events import OutEvent
-from shared.models import BlobInfo, InvokeRequest, Job, JobState, JobSummary, ModelInputs, RemoteJob
+from shared.models import BlobInfo, InvokeRequest, Job, JobState, JobSummary, ModelInputs, RemoteJob, Slot
 
 
 class ScoringEndpoint(Protocol):
@@ -74,6 +74,12 @@ class JobStore(Protocol):
     def unmark_active(self, job_id: str) -> None:
         """Remove the job's row from the active index (no error when it is gone)."""
 
+    def note_checked(self, job_id: str, at: datetime) -> None:
+        """Record in the job's index row that Azure ML was asked about it at `at` (the events backstop's clock)."""
+
+    def find_active(self, key_prefix: str) -> list[ActiveEntry]:
+        """The index rows of jobs whose key starts with `key_prefix` (at least one hex digit): a range read."""
+
     def active(self) -> Iterator[ActiveEntry]:
         """Every unfinished job, with its summary: a poll tick costs O(active), never O(history)."""
 
@@ -82,6 +88,21 @@ class JobStore(Protocol):
 
     def probe_table(self, table: str) -> None:
         """Write and delete a probe row; ResourceMissing when the table does not exist."""
+
+
+class SlotTable(Protocol):
+    """The slots of MAX_JOBS_IN_FLIGHT, per endpoint (`pool`): each row is written only if it is still as read,
+    so two instances never take one slot, and never more jobs are in flight than there are slots."""
+
+    def slots(self, pool: str) -> list[Slot]:
+        """Every stored slot of the pool (one partition query: at most the capacity's rows)."""
+
+    def take(self, pool: str, slot: Slot, *, job_id: str, at: datetime) -> bool:
+        """Put `job_id` in the slot if its row is still at `slot.version` (inserted when it had none);
+        False when another writer got there first."""
+
+    def free(self, pool: str, slot: Slot) -> bool:
+        """Empty the slot if its row is still at `slot.version`; False when it changed (or is gone)."""
 
 
 class BlobStore(Protocol):

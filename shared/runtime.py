@@ -12,7 +12,7 @@ import threading
 from datetime import UTC, datetime
 
 from shared.config import Settings
-from shared.ports import ModelCatalog
+from shared.ports import ModelCatalog, ScoringEndpoint
 from shared.usecases.deps import Deps
 from shared.usecases.schema import ModelColumns
 
@@ -51,7 +51,17 @@ def build_deps(settings: Settings) -> Deps:
     from shared.adapters.blobs import AzureBlobStore
     from shared.adapters.eventgrid import EventGridPublisher
     from shared.adapters.queues import StorageCompletionQueue
+    from shared.adapters.slots import TableSlots
     from shared.adapters.tables import TableJobStore
+
+    scorers: dict[str, ScoringEndpoint] = {}
+    scorers_lock = threading.Lock()
+
+    def scorer(endpoint: str) -> ScoringEndpoint:  # one adapter (and connection pool) per ROUTES endpoint
+        with scorers_lock:
+            if endpoint not in scorers:
+                scorers[endpoint] = AzureMLBatchEndpoint.from_settings(settings, scoring_uri=endpoint)
+            return scorers[endpoint]
 
     def model_catalog() -> ModelCatalog:  # built on first use: PyYAML is imported only for REQUIRED_COLUMNS=auto
         from shared.adapters.modelcatalog import AzureMLModelCatalog
@@ -68,4 +78,6 @@ def build_deps(settings: Settings) -> Deps:
         resources=ArmResources.from_settings(settings),
         clock=utc_now,
         model_columns=ModelColumns(settings, model_catalog, utc_now),
+        slots=TableSlots.from_settings(settings),
+        scorers=scorer,
     )

@@ -26,7 +26,17 @@ from shared.errors import (
     TransientError,
 )
 from shared.events import OutEvent
-from shared.models import BlobInfo, InvokeRequest, Job, JobState, JobSummary, ModelInputs, RemoteJob, RemoteStatus
+from shared.models import (
+    BlobInfo,
+    InvokeRequest,
+    Job,
+    JobState,
+    JobSummary,
+    ModelInputs,
+    RemoteJob,
+    RemoteStatus,
+    Slot,
+)
 from shared.ports import ActiveEntry
 from shared.usecases.deps import Deps
 from shared.usecases.schema import ModelColumns
@@ -98,6 +108,13 @@ class FakeJobStore:
         self.active_rows.discard(job_id)
         self.summaries.pop(job_id, None)
 
+    def note_checked(self, job_id: str, at: datetime) -> None:
+        if job_id in self.summaries:
+            self.summaries[job_id] = replace(self.summaries[job_id], checked_at=at)
+
+    def find_active(self, key_prefix: str) -> list[ActiveEntry]:
+        return [entry for entry in self.active() if entry.job_id.startswith(key_prefix)]
+
     def active(self) -> Iterator[ActiveEntry]:
         for job_id in sorted(self.active_rows):
             yield ActiveEntry(job_id, datetime.now(UTC), self.summaries.get(job_id))
@@ -113,6 +130,37 @@ class FakeJobStore:
     def touch_elsewhere(self, job_id: str, **changes: object) -> None:
         """Another instance writes the row (bumps its version)."""
         self._stamp(replace(self.rows[job_id], **changes))  # type: ignore[arg-type]
+
+
+class FakeSlots:
+    """MAX_JOBS_IN_FLIGHT's slot rows: a write succeeds only at the version read, like Table storage's If-Match."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int], Slot] = {}
+        #: Called before each `take` lands: a test makes another instance write first.
+        self.before_take: Callable[[str, Slot], None] | None = None
+
+    def slots(self, pool: str) -> list[Slot]:
+        return sorted((slot for (p, _), slot in self.rows.items() if p == pool), key=lambda slot: slot.number)
+
+    def take(self, pool: str, slot: Slot, *, job_id: str, at: datetime) -> bool:
+        if self.before_take is not None:
+            hook, self.before_take = self.before_take, None
+            hook(pool, slot)
+        return self._write(pool, slot, replace(slot, holder=job_id, taken_at=at))
+
+    def free(self, pool: str, slot: Slot) -> bool:
+        return slot.version is not None and self._write(pool, slot, replace(slot, holder="", taken_at=None))
+
+    def _write(self, pool: str, read: Slot, new: Slot) -> bool:
+        stored = self.rows.get((pool, read.number))
+        if (stored.version if stored else None) != read.version:
+            return False
+        self.rows[(pool, read.number)] = replace(new, version=f'W/"slot{next(_versions)}"')
+        return True
+
+    def holders(self) -> list[str]:
+        return sorted(slot.holder for slot in self.rows.values() if slot.holder)
 
 
 class SimulatedCrash(BaseException):
@@ -226,6 +274,8 @@ class FakeScoringEndpoint:
     #: probe name ("token", "endpoint", "deployment", "datastore") -> the error that probe raises
     probe_errors: dict[str, Exception] = field(default_factory=dict)
     probed: list[str] = field(default_factory=list)
+    #: Every status call, by job name (what the run events save is counted here).
+    status_calls: list[str] = field(default_factory=list)
 
     def invoke(self, request: InvokeRequest) -> RemoteJob:
         self.posts.append(request)
@@ -256,6 +306,7 @@ class FakeScoringEndpoint:
         )
 
     def get_job(self, name: str) -> RemoteJob:
+        self.status_calls.append(name)
         if name not in self.jobs:
             raise RemoteJobNotFound(name)
         statuses = self.jobs[name]
@@ -331,9 +382,11 @@ class FakeResources:
     def __init__(self) -> None:
         self.existing: set[str] = set()
         self.denied = False
+        #: Ids we may not read (403), when not all are (`denied`).
+        self.denied_ids: set[str] = set()
 
     def probe_resource(self, resource_id: str, *, api_version: str) -> None:
-        if self.denied:
+        if self.denied or resource_id in self.denied_ids:
             raise AccessDenied(f"HTTP 403 reading {resource_id}")
         if resource_id not in self.existing:
             raise ResourceMissing(f"{resource_id} does not exist")
@@ -374,6 +427,9 @@ class World:
     queue: FakeCompletionQueue = field(default_factory=FakeCompletionQueue)
     resources: FakeResources = field(default_factory=FakeResources)
     catalog: FakeModelCatalog = field(default_factory=FakeModelCatalog)
+    slots: FakeSlots = field(default_factory=FakeSlots)
+    #: Fakes of other ROUTES endpoints, by scoring URI (`scoring` is the default route's).
+    endpoints: dict[str, FakeScoringEndpoint] = field(default_factory=dict)
     #: One per world, as one per worker process in the app: it caches what the catalog said.
     model_columns: ModelColumns = field(init=False)
 
@@ -392,7 +448,14 @@ class World:
             resources=self.resources,
             clock=self.clock,
             model_columns=self.model_columns,
+            slots=self.slots,
+            scorers=self._scorer,
         )
+
+    def _scorer(self, endpoint: str) -> FakeScoringEndpoint:
+        if endpoint not in self.endpoints:
+            self.endpoints[endpoint] = FakeScoringEndpoint(endpoint_uri=endpoint, on_complete=self.scoring.on_complete)
+        return self.endpoints[endpoint]
 
 
 def make_world(**overrides: str) -> World:

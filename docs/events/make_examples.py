@@ -45,6 +45,7 @@ def _base() -> Job:
         aml_status="Queued",
         studio_url=f"https://ml.azure.com/runs/dropscore-{job_id[:32]}-1?wsid=/subscriptions/0000/resourcegroups/ml/workspaces/ws",
         submitted_at=START + timedelta(seconds=2),
+        route="default",
     )
 
 

@@ -23,6 +23,20 @@ param batchDeploymentName string
 param requiredColumns string
 param amlWorkspaceId string
 
+@description('The fast completion path is on: the workspace system topic (amlSystemTopicId) delivers run events to aml_run_events.')
+param amlRunEvents bool
+
+@description('Resource id of the workspace system topic; empty when amlRunEvents is false.')
+param amlSystemTopicId string
+
+@description('Name of the run events subscription on it (infra/hooks/postdeploy.py creates it).')
+param amlEventSubscriptionName string
+
+param maxJobsInFlight int
+param shardThresholdMb int
+param shardPartMb int
+param routes string
+
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
@@ -73,10 +87,17 @@ var appSettings = {
   EVENT_SCHEMA: 'cloudevents'
   EVENT_SOURCE: resourceId('Microsoft.Web/sites', name)
   BLOB_EVENT_SUBSCRIPTION_ID: '${systemTopicId}/eventSubscriptions/${blobEventSubscriptionName}'
+  AML_RUN_EVENTS: amlRunEvents ? 'on' : 'off'
+  AML_EVENT_SUBSCRIPTION_ID: amlRunEvents ? '${amlSystemTopicId}/eventSubscriptions/${amlEventSubscriptionName}' : ''
+  // App settings are strings.
+  MAX_JOBS_IN_FLIGHT: string(maxJobsInFlight)
+  SHARD_THRESHOLD_MB: string(shardThresholdMb)
+  SHARD_PART_MB: string(shardPartMb)
+  ROUTES: routes
 }
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222:Event Grid delivers BlobCreated events to the app's public webhook; closing public access needs VNet integration and private endpoints (not part of this template). Every route needs a key.
+  // checkov:skip=CKV_AZURE_222:Event Grid delivers BlobCreated and Azure ML run events to the app's public webhooks; closing public access needs VNet integration and private endpoints (not part of this template). Every route needs a key.
   // checkov:skip=CKV_AZURE_17:No client certificates: Event Grid cannot present one; the HTTP API uses function keys and the blob webhook the blobs_extension system key.
   // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero; always-ready (minimum) instances are billed while idle and are off by default (maximumInstanceCount bounds the scale-out).
   // checkov:skip=CKV_AZURE_213:The platform health probe calls anonymously; dropscore's GET /api/health needs the admin key, so the probe would always fail. Use the health endpoint and python -m shared.doctor instead.

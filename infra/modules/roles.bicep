@@ -18,6 +18,12 @@ param amlComputePrincipalId string
 @description('Object id of the Event Grid system topic identity (dead-lettering).')
 param systemTopicPrincipalId string
 
+@description('The Event Grid system topic on the Azure ML workspace (in the workspace resource group); empty = amlRunEvents is off, no grant.')
+param amlSystemTopicName string = ''
+
+@description('Object id of that system topic identity (dead-lettering run events); empty = no grant.')
+param amlSystemTopicPrincipalId string = ''
+
 param storageAccountName string
 param storageNames object
 param applicationInsightsName string
@@ -31,6 +37,8 @@ param modelStorageAccountId string = ''
 var inAppGroup = grantsIn == 'appResourceGroup'
 var inAmlGroup = grantsIn == 'amlWorkspaceResourceGroup'
 var grantCompute = inAppGroup && !empty(amlComputePrincipalId)
+var grantAmlSubscriptionRead = inAmlGroup && !empty(amlSystemTopicName)
+var grantAmlDeadLetter = inAppGroup && !empty(amlSystemTopicPrincipalId)
 var grantModelRead = inAmlGroup && !empty(modelStorageAccountId) && toLower(split(modelStorageAccountId, '/')[4]) == toLower(resourceGroup().name)
 
 // Built-in role ids, from Microsoft's "Azure built-in roles" reference.
@@ -229,6 +237,24 @@ resource appSubscriptionReader 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }
 
+// The workspace's system topic, in the workspace resource group (read only when grantAmlSubscriptionRead;
+// 'unused' keeps the name valid when it is not).
+resource amlSystemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
+  name: empty(amlSystemTopicName) ? 'unused' : amlSystemTopicName
+}
+
+// The health check reads the run events subscription (AML_EVENT_SUBSCRIPTION_ID) on the workspace's system topic.
+resource appAmlSubscriptionReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantAmlSubscriptionRead) {
+  name: guid(amlSystemTopic.id, appPrincipalId, eventGridEventSubscriptionReader)
+  scope: amlSystemTopic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventGridEventSubscriptionReader)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Health check: read the Azure ML run events subscription (AML_EVENT_SUBSCRIPTION_ID) and report it missing or failing.'
+  }
+}
+
 // ---- The batch compute identity (when amlComputePrincipalId is set) -----------------------------------
 
 // Identity-based datastores: the cluster identity mounts the input (Microsoft documents Storage Blob Data Reader).
@@ -266,6 +292,20 @@ resource systemTopicDeadLetterWriter 'Microsoft.Authorization/roleAssignments@20
     principalId: systemTopicPrincipalId
     principalType: 'ServicePrincipal'
     description: 'Dead-letter undeliverable BlobCreated events (deadLetterWithResourceIdentity, system topic identity).'
+  }
+}
+
+// ---- The Azure ML workspace's system topic identity (when amlRunEvents is on) -------------------------
+
+// Undeliverable run events are dead-lettered with that topic's own identity (deadLetterWithResourceIdentity).
+resource amlSystemTopicDeadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantAmlDeadLetter) {
+  name: guid(deadLetterContainer.id, amlSystemTopicPrincipalId, storageBlobDataContributor)
+  scope: deadLetterContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: amlSystemTopicPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Dead-letter undeliverable Azure ML run events (deadLetterWithResourceIdentity, workspace system topic identity).'
   }
 }
 

@@ -40,8 +40,9 @@ class AzureMLBatchEndpoint:
     """ScoringEndpoint over the batch endpoint's scoring URI (`https://<ep>.<region>.inference.ml.azure.com/jobs`)."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AzureMLBatchEndpoint:
-        """Entra tokens from the managed identity; the local stack's fixed token (loopback only) when set."""
+    def from_settings(cls, settings: Settings, *, scoring_uri: str | None = None) -> AzureMLBatchEndpoint:
+        """Entra tokens from the managed identity; the local stack's fixed token (loopback only) when set.
+        `scoring_uri`: a ROUTES endpoint (default: BATCH_ENDPOINT_URI); the workspace is the same."""
         if settings.aml_local_token:
             token = management = static_token(settings.aml_local_token)
         else:
@@ -49,7 +50,7 @@ class AzureMLBatchEndpoint:
             token = CachedToken(identity, settings.aml_token_scope)
             management = CachedToken(identity, settings.aml_management_endpoint + "/.default")
         return cls(
-            settings.batch_endpoint_uri,
+            scoring_uri or settings.batch_endpoint_uri,
             token,
             client=RestClient(
                 retrying_session(settings.aml_max_retries, pool_size=max(16, settings.poll_concurrency)),
@@ -172,14 +173,17 @@ def bearer(token: Callable[[], str]) -> str:
 
 
 def invoke_body(request: InvokeRequest) -> dict[str, Any]:
-    """The documented PascalCase body: one UriFile input, one explicit UriFile output, our job name."""
-    return {
-        "properties": {
-            "name": request.job_name,
-            "InputData": {"input": {"JobInputType": "UriFile", "Uri": request.input_uri}},
-            "OutputData": {"score": {"JobOutputType": "UriFile", "Uri": request.output_uri}},
-        }
+    """The documented PascalCase body: one input (a UriFile, or a UriFolder of parts), one explicit UriFile
+    output, our job name; a sharded input overrides the mini-batch size (files per mini-batch) so each part
+    goes to its own worker."""
+    properties: dict[str, Any] = {
+        "name": request.job_name,
+        "InputData": {"input": {"JobInputType": request.input_type, "Uri": request.input_uri}},
+        "OutputData": {"score": {"JobOutputType": "UriFile", "Uri": request.output_uri}},
     }
+    if request.mini_batch_size is not None:
+        properties["MiniBatchSize"] = request.mini_batch_size
+    return {"properties": properties}
 
 
 def parse_job(body: dict[str, Any]) -> RemoteJob:

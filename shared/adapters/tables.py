@@ -25,7 +25,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import fields, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -37,32 +37,33 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import EdmType, EntityProperty, TableServiceClient, UpdateMode
 
+from shared.adapters.activerows import (
+    ACTIVE_PARTITION_PREFIX,
+    active_partition,
+    index_row,
+    summary_from,
+    utc,
+    written_at,
+)
 from shared.adapters.identity import storage_client
 from shared.adapters.storage_errors import storage_errors_translated
 from shared.config import Settings
 from shared.core.completion import final_event_type
 from shared.core.naming import HEALTH_PROBE_PREFIX
-from shared.core.polling import summary_of
 from shared.errors import BlobChanged, BlobMissing, JobExists, ResourceMissing, StaleJob
-from shared.models import REMOTE_DONE, Job, JobState, JobSummary, Stage
+from shared.models import REMOTE_DONE, Job, JobState, Stage
 from shared.ports import ActiveEntry
 
 #: The previous layout's constant ledger RowKey (a point read could not use the RowKey index).
 LEGACY_ROW = "job"
 #: The previous layout's single active-index partition (every write of every instance went to it).
 LEGACY_ACTIVE_PARTITION = "active"
-ACTIVE_PARTITION_PREFIX = "active-"
 _TUPLE_FIELDS = {"events_pending", "events_published"}
 _INT64_FIELDS = {"size", "rows_in", "rows_out", "rows_missing"}
 _SKIP = {"job_id", "version"}
 _PRECONDITION_FAILED = 412
 
 log = logging.getLogger("dropscore")
-
-
-def active_partition(job_id: str) -> str:
-    """The index partition of a job: its key's first hex digit, so the 16 partitions share the load evenly."""
-    return ACTIVE_PARTITION_PREFIX + job_id[:1]
 
 
 class TableJobStore:
@@ -175,13 +176,30 @@ class TableJobStore:
     @storage_errors_translated
     def mark_active(self, job: Job) -> None:
         self._ensure_tables()
-        self._active.upsert_entity(_index_row(job), mode=UpdateMode.REPLACE)
+        self._active.upsert_entity(index_row(job), mode=UpdateMode.REPLACE)
 
     @storage_errors_translated
     def refresh_active(self, job: Job) -> None:
         # An unconditional update (If-Match: *) fails on a missing row: a job completion just removed stays out.
         with contextlib.suppress(ResourceNotFoundError):
-            self._active.update_entity(_index_row(job), mode=UpdateMode.REPLACE)
+            self._active.update_entity(index_row(job), mode=UpdateMode.REPLACE)
+
+    @storage_errors_translated
+    def note_checked(self, job_id: str, at: datetime) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            row = {"PartitionKey": active_partition(job_id), "RowKey": job_id, "checkedAt": at}
+            self._active.update_entity(row, mode=UpdateMode.MERGE)
+
+    @storage_errors_translated
+    def find_active(self, key_prefix: str) -> list[ActiveEntry]:
+        """One partition's rows whose key starts with `key_prefix` (a range of RowKeys: no scan)."""
+        self._ensure_tables()
+        query = "PartitionKey eq @partition and RowKey ge @low and RowKey lt @high"
+        bounds = {"partition": active_partition(key_prefix), "low": key_prefix, "high": key_prefix + "~"}
+        return [
+            ActiveEntry(row["RowKey"], written_at(row), summary_from(row))
+            for row in self._active.query_entities(query, parameters=bounds)
+        ]
 
     @storage_errors_translated
     def unmark_active(self, job_id: str) -> None:
@@ -200,14 +218,14 @@ class TableJobStore:
                 legacy.append(entity)
             elif partition.startswith(ACTIVE_PARTITION_PREFIX):  # not a health-check probe row
                 job_id = entity["RowKey"]
-                entries[job_id] = ActiveEntry(job_id, _written_at(entity), _summary(entity))
+                entries[job_id] = ActiveEntry(job_id, written_at(entity), summary_from(entity))
         for entity in legacy:
             job_id = entity["RowKey"]
-            self._move_legacy_index_row(job_id)
-            entries.setdefault(job_id, ActiveEntry(job_id, _written_at(entity)))
+            self._move_legacyindex_row(job_id)
+            entries.setdefault(job_id, ActiveEntry(job_id, written_at(entity)))
         return iter(entries.values())
 
-    def _move_legacy_index_row(self, job_id: str) -> None:
+    def _move_legacyindex_row(self, job_id: str) -> None:
         """Into its partition of the current layout, without a summary (the next tick reads the ledger row and
         writes one). A merge keeps a summary already there; a crash in between leaves both rows, moved again."""
         self._active.upsert_entity({"PartitionKey": active_partition(job_id), "RowKey": job_id}, mode=UpdateMode.MERGE)
@@ -224,56 +242,6 @@ class TableJobStore:
         except ResourceNotFoundError:
             raise ResourceMissing(f"table {table} does not exist") from None
         client.delete_entity(probe["PartitionKey"], probe["RowKey"])
-
-
-def _index_row(job: Job) -> dict[str, Any]:
-    summary = summary_of(job)
-    row: dict[str, Any] = {
-        "PartitionKey": active_partition(job.job_id),
-        "RowKey": job.job_id,
-        "state": summary.state.value,
-        "amlJobName": summary.aml_job_name,
-        "amlStatus": summary.aml_status,
-        "studioUrl": summary.studio_url,
-        "hasPendingEvents": summary.events_pending,
-    }
-    for column, value in (
-        ("submittedAt", summary.submitted_at),
-        ("startedAt", summary.started_at),
-        ("updatedAt", summary.updated_at),
-    ):
-        if value is not None:
-            row[column] = value
-    return row
-
-
-def _summary(entity: Any) -> JobSummary | None:
-    """The summary an index row carries; None for a row without one (or with a state this version cannot read)."""
-    try:
-        state = JobState(entity.get("state"))
-    except ValueError:
-        return None
-    return JobSummary(
-        state=state,
-        aml_job_name=str(entity.get("amlJobName") or ""),
-        aml_status=str(entity.get("amlStatus") or ""),
-        studio_url=str(entity.get("studioUrl") or ""),
-        submitted_at=_utc(entity.get("submittedAt")),
-        started_at=_utc(entity.get("startedAt")),
-        updated_at=_utc(entity.get("updatedAt")),
-        events_pending=bool(entity.get("hasPendingEvents")),
-    )
-
-
-def _written_at(entity: Any) -> datetime:
-    """The row's own Timestamp: the poller's grace for a job whose ledger row is still being created."""
-    return _utc(entity.metadata.get("timestamp")) or datetime.now(UTC)
-
-
-def _utc(value: Any) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def to_entity(job: Job) -> dict[str, Any]:
@@ -314,7 +282,7 @@ def from_entity(entity: Any) -> Job:
         elif field.name == "stage":
             raw = Stage(raw)
         elif isinstance(raw, datetime):
-            raw = _utc(raw)
+            raw = utc(raw)
         values[field.name] = raw
     values["version"] = entity.metadata.get("etag")
     if "stage" not in values:

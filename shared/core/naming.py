@@ -38,6 +38,15 @@ def aml_job_name(job_id: str, attempt: int) -> str:
     return f"dropscore-{job_id[:32]}-{attempt}"
 
 
+_AML_JOB_NAME = re.compile(r"dropscore-([0-9a-f]{32})-([0-9]+)")
+
+
+def key_prefix_of(aml_name: str) -> str | None:
+    """The job-key prefix an `aml_job_name` carries; None for a name that is not ours."""
+    match = _AML_JOB_NAME.fullmatch(aml_name)
+    return match.group(1) if match else None
+
+
 def repeatability_id(job_id: str, attempt: int) -> str:
     """The same `repeatability_request-id` for every POST of one attempt, as the SDK does on resend."""
     return str(uuid.uuid5(_NAMESPACE, f"{job_id}/{attempt}"))

@@ -24,6 +24,7 @@ class PollStep(StrEnum):
     SUBMITTING = "submitting"  # a POST is in flight under a live lease
     RECEIVING = "receiving"  # a trigger is validating it right now
     RESUME = "resumed"  # stalled on the submit side: carry on where it stopped
+    WAITING_FOR_SLOT = "waiting-for-slot"  # Waiting: the tick's admission submits it, oldest first
 
 
 def poll_step(job: Job | None, *, indexed_at: datetime | None, now: datetime, grace: timedelta) -> PollStep:
@@ -37,6 +38,8 @@ def poll_step(job: Job | None, *, indexed_at: datetime | None, now: datetime, gr
         return PollStep.CHECK_REMOTE
     if job.state in REMOTE_DONE:
         return PollStep.ENSURE_COMPLETION
+    if job.state == JobState.WAITING:
+        return PollStep.WAITING_FOR_SLOT
     if job.state == JobState.SUBMITTING and not submit_lease_expired(job, now):
         return PollStep.SUBMITTING
     if job.state == JobState.RECEIVED and now - job.updated_at < grace:
@@ -176,6 +179,9 @@ def summary_of(job: Job) -> JobSummary:
         started_at=job.started_at,
         updated_at=job.updated_at,
         events_pending=bool(unpublished(job)),
+        created_at=job.created_at,
+        checked_at=job.last_polled_at,
+        endpoint=job.endpoint,
     )
 
 
@@ -205,3 +211,10 @@ def nothing_new(
     if summary.events_pending and (summary.updated_at is None or now - summary.updated_at >= outbox_grace):
         return False  # settled with events left: the tick publishes them (see `settled`)
     return policy.overdue(summary, now) is None
+
+
+def backstop_due(summary: JobSummary, now: datetime, backstop: timedelta) -> bool:
+    """With Azure ML's run events on, the tick asks about a job only every `backstop`: events bring its end, the
+    tick only catches an event that was lost (and the Running move, which the subscription leaves out)."""
+    seen = [moment for moment in (summary.checked_at, summary.submitted_at, summary.started_at) if moment]
+    return not seen or now - max(seen) >= backstop

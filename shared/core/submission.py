@@ -33,15 +33,17 @@ class IntakeStep(StrEnum):
     """What the submit side does next with a job it was handed (a trigger, or the poller resuming it)."""
 
     VALIDATE = "validate"  # Received: check the input, then submit it
+    ADMIT = "admit"  # Waiting: submit it once a slot under MAX_JOBS_IN_FLIGHT is free
     RECONCILE = "reconcile"  # Submitting, lease expired: find what a lost POST created before sending again
     WAIT_FOR_LEASE = "wait-for-lease"  # Submitting under a live lease: someone else is posting
     FINISH = "finish"  # ended without predictions (or delivered) and not done: file, announce, close
     PUBLISH = "publish"  # nothing to move: only the outbox may hold an event to send
 
 
-def received(ref: BlobRef, now: datetime) -> Job:
-    """The ledger row for a blob version nobody has seen yet."""
+def received(ref: BlobRef, now: datetime, *, route: str = "") -> Job:
+    """The ledger row for a blob version nobody has seen yet, on the ROUTES route its path chose."""
     return Job(
+        route=route,
         job_id=job_key(ref.account, ref.container, ref.name, ref.etag),
         state=JobState.RECEIVED,
         account=ref.account,
@@ -58,6 +60,8 @@ def received(ref: BlobRef, now: datetime) -> Job:
 def intake_step(job: Job, now: datetime) -> IntakeStep:
     if job.state == JobState.RECEIVED:
         return IntakeStep.VALIDATE
+    if job.state == JobState.WAITING:
+        return IntakeStep.ADMIT
     if job.state == JobState.SUBMITTING:
         return IntakeStep.RECONCILE if submit_lease_expired(job, now) else IntakeStep.WAIT_FOR_LEASE
     # A Scored job's predictions are joined by the completion queue, never inline by a trigger.
@@ -70,18 +74,39 @@ def submit_lease_expired(job: Job, now: datetime) -> bool:
     return job.submit_lease_until is None or now >= job.submit_lease_until
 
 
-def submit_intent(job: Job, plan: SubmitPlan, now: datetime, *, new_attempt: bool) -> Decision:
+@dataclass(frozen=True)
+class Parts:
+    """A sharded input's parts: how many, and the folder (in the Azure ML output container) that holds them."""
+
+    count: int
+    folder: str
+
+
+def waiting(job: Job, now: datetime) -> Job:
+    """Validated, but every slot under MAX_JOBS_IN_FLIGHT is taken: the poller submits it when one frees up."""
+    return replace(job, state=JobState.WAITING, updated_at=now)
+
+
+def submit_intent(
+    job: Job, plan: SubmitPlan, now: datetime, *, new_attempt: bool, parts: Parts | None = None
+) -> Decision:
     """The intent to POST (written before the POST), or a Failed job once the POST budget is spent.
 
     A new attempt gets a new job name and output path; a re-send of the same attempt keeps both, so
-    the service's repeatability id and our name make it land on the same job.
+    the service's repeatability id and our name make it land on the same job. A sharded input is sent as
+    the folder of its parts.
     """
     if job.posts >= plan.max_posts:
         message = f"gave up after {job.posts} invoke attempts: {job.error_message}"
         return Decision(Action.FINISH, ended(job, JobState.FAILED, "SubmitGaveUp", message, now))
     attempt = job.attempt + 1 if new_attempt else job.attempt
     output_path = aml_output_path(plan.output_prefix, job.job_id, attempt)
-    input_uri = datastore_uri(plan.input_datastore, job.name) if plan.input_datastore else job.input_url
+    if parts is not None:
+        input_uri = datastore_uri(plan.output_datastore, parts.folder)
+    elif plan.input_datastore:
+        input_uri = datastore_uri(plan.input_datastore, job.name)
+    else:
+        input_uri = job.input_url
     intent = replace(
         job,
         state=JobState.SUBMITTING,
@@ -90,6 +115,8 @@ def submit_intent(job: Job, plan: SubmitPlan, now: datetime, *, new_attempt: boo
         endpoint=plan.endpoint,
         deployment=plan.deployment,
         input_uri=input_uri,
+        parts=parts.count if parts is not None else 0,
+        parts_folder=parts.folder if parts is not None else "",
         output_uri=datastore_uri(plan.output_datastore, output_path),
         output_container=plan.output_container,
         output_path=output_path,

@@ -72,7 +72,7 @@ class PredictionStream:
         blocks read stay for `batches`."""
         lowest_next = last_row
         for block in chain(self._ahead, self._read_ahead()):
-            first = _first_row(block)
+            first = self._first_row(block)
             if first is not None:
                 if first < lowest_next:
                     return True
@@ -87,6 +87,10 @@ class PredictionStream:
             self._ahead.append(block)
             self._ahead_bytes += len(block)
             yield block
+
+    def _first_row(self, block: bytes) -> int | None:
+        """The row index of the block's first line, or None when it does not start with one."""
+        return _first_row(block)
 
     def _next_blocks(self) -> Iterator[bytes]:
         while True:
@@ -116,6 +120,20 @@ def parse_predictions(chunks: Iterable[bytes]) -> PredictionStream:
 def _plain_batch(block: bytes) -> Batch | None:
     """The batch of a plain block whose lines all have exactly three fields, or None for the csv module
     to read (and to raise on, when a line is not `row,prediction,file_name`)."""
+    fields = plain_fields(block)
+    if fields is None:
+        return None
+    try:
+        rows = list(map(int, islice(fields, 0, len(fields) - 1, 3)))
+    except ValueError:  # int() of bytes takes fewer spellings than int() of str: let the csv path judge
+        return None
+    return rows, fields[1::3]
+
+
+def plain_fields(block: bytes) -> list[bytes] | None:
+    """The fields of a plain block whose lines all have exactly three, line after line (`fields[0::3]`
+    rows, `fields[1::3]` predictions, `fields[2::3]` file names, and one empty field last), or None for the
+    csv module to read."""
     if b'"' in block:
         return None
     if b"\r" in block:
@@ -131,17 +149,19 @@ def _plain_batch(block: bytes) -> Batch | None:
         skeleton = block.translate(None, _NOT_COMMA_OR_LF)
     if skeleton != b",,\n" * (len(skeleton) // 3):  # every line `row,prediction,file_name`
         return None
-    fields = block.replace(b"\n", b",").split(b",")
-    try:
-        rows = list(map(int, islice(fields, 0, len(fields) - 1, 3)))
-    except ValueError:  # int() of bytes takes fewer spellings than int() of str: let the csv path judge
-        return None
-    return rows, fields[1::3]
+    return block.replace(b"\n", b",").split(b",")
 
 
 def _batch_of_records(records: list[list[str]]) -> Batch:
+    rows, values, _ = records_batch(records)
+    return rows, values
+
+
+def records_batch(records: list[list[str]]) -> tuple[list[int], list[bytes], list[str]]:
+    """The rows, predictions and file names of the csv module's records (a list prediction spans fields)."""
     rows: list[int] = []
     values: list[bytes] = []
+    names: list[str] = []
     for fields in records:
         if not fields:
             continue
@@ -157,7 +177,8 @@ def _batch_of_records(records: list[list[str]]) -> Batch:
                 f"the Azure ML output row index {fields[0]!r} is not an integer", code="BadPredictions"
             ) from None
         values.append(",".join(fields[1:-1]).encode("utf-8"))
-    return rows, values
+        names.append(fields[-1])
+    return rows, values, names
 
 
 def batches_of(predictions: Iterable[Prediction], *, size: int = 4096) -> Iterator[Batch]:

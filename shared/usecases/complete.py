@@ -20,15 +20,19 @@ from shared.csvjoin import (
     Prediction,
     PredictionIndex,
     PredictionsOutOfOrder,
+    PredictionStream,
     join_predictions,
+    parse_part_predictions,
     parse_predictions,
 )
 from shared.errors import BlobChanged, BlobMissing, DropScoreError, InputInvalid
 from shared.events import iso
 from shared.logcontext import about_job
 from shared.models import REMOTE_DONE, Job, JobState, Stage
+from shared.usecases.admission import release
 from shared.usecases.deps import Deps, retry_lost_races
 from shared.usecases.outbox import flush_events
+from shared.usecases.shard import part_rows, remove_parts
 
 log = logging.getLogger("dropscore")
 #: Where the reasons of inputs refused as BadName go (in the rejected container): their own names are unusable.
@@ -122,6 +126,7 @@ def _complete_once(deps: Deps, job: Job) -> Job:
 def request_completion(deps: Deps, job: Job) -> Job:
     """Record the outcome, then queue the completion work (the poller re-queues it if the message is lost)."""
     saved = deps.store.update(completion_queued(job, deps.clock()))
+    release(deps, saved)  # Azure ML is done with it: a waiting job may take its slot
     deps.completions.enqueue(job.job_id)
     log.info("job %s: %s; completion queued", job.job_id, job.state.value)
     return saved
@@ -134,6 +139,8 @@ def end(deps: Deps, job: Job, *, state: JobState, code: str, message: str) -> Jo
 
 def finalize(deps: Deps, job: Job) -> Job:
     """Ended → Filed → Done, each step written before the next, so a rerun picks up where it stopped."""
+    if job.stage is Stage.ENDED and job.state != JobState.SCORED:  # a Scored job gave its slot back already
+        release(deps, job)
     if job.stage is Stage.ENDED and job.state == JobState.SCORED:
         job = _deliver_or_fail(deps, job)
     if job.stage is Stage.ENDED:
@@ -142,6 +149,7 @@ def finalize(deps: Deps, job: Job) -> Job:
     done = transitions.closed(job, deps.clock())
     if done is None:
         return job  # an event is still pending: a later tick publishes it; the next completion closes the job
+    remove_parts(deps, job)  # last, so a rerun after a crash anywhere before still finds them
     saved = deps.store.update(done)
     deps.store.unmark_active(job.job_id)
     log.info("job %s: %s and finalized", job.job_id, job.state.value)
@@ -201,11 +209,18 @@ def _write_joined(deps: Deps, job: Job, *, target: str) -> JoinStats:
         blobs.write(settings.output_container, target, joined, content_type="text/csv")
         return stats
 
+    # A sharded input's predictions name their part and count rows within it: mapped back to the input's rows.
+    parts = part_rows(deps, job) if job.parts else None
+
+    def predictions() -> PredictionStream:
+        chunks = blobs.chunks(job.output_container, job.output_path)
+        return parse_predictions(chunks) if parts is None else parse_part_predictions(chunks, parts=parts)
+
     try:
-        return join_into_target(parse_predictions(blobs.chunks(job.output_container, job.output_path)))
+        return join_into_target(predictions())
     except PredictionsOutOfOrder:
         log.info("job %s: predictions are not in row order; joining through an index", job.job_id)
-    index = PredictionIndex(parse_predictions(blobs.chunks(job.output_container, job.output_path)))
+    index = PredictionIndex(predictions())
     try:
         return join_into_target(index)
     finally:

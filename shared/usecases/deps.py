@@ -12,7 +12,16 @@ from shared.core.polling import StuckPolicy
 from shared.core.submission import SubmitPlan
 from shared.errors import StaleJob
 from shared.models import Job
-from shared.ports import BlobStore, CompletionQueue, EventPublisher, JobStore, ResourceReader, ScoringEndpoint
+from shared.ports import (
+    BlobStore,
+    CompletionQueue,
+    EventPublisher,
+    JobStore,
+    ResourceReader,
+    ScoringEndpoint,
+    SlotTable,
+)
+from shared.routing import Route
 from shared.usecases.schema import ModelColumns
 
 T = TypeVar("T")
@@ -33,6 +42,21 @@ class Deps:
     clock: Callable[[], datetime]
     #: The columns every input must have (REQUIRED_COLUMNS, or the model's own when it is `auto`), cached.
     model_columns: ModelColumns
+    #: MAX_JOBS_IN_FLIGHT's slots per endpoint.
+    slots: SlotTable
+    #: The scoring adapter of a ROUTES endpoint (built once, on first use); None: only `scoring` exists.
+    scorers: Callable[[str], ScoringEndpoint] | None = None
+
+    def scoring_for(self, endpoint: str) -> ScoringEndpoint:
+        """The adapter of the endpoint a job was submitted to ("" or the default's: `scoring`)."""
+        if not endpoint or self.scorers is None or endpoint == self.scoring.endpoint_uri:
+            return self.scoring
+        return self.scorers(endpoint)
+
+    def route_of(self, job: Job) -> Route:
+        """The job's ROUTES route; the default for rows written before routes (or a route since removed)."""
+        routes = self.settings.routes
+        return routes.by_name(job.route) or routes.default
 
     @property
     def stuck_policy(self) -> StuckPolicy:
@@ -43,10 +67,14 @@ class Deps:
 
     @property
     def submit_plan(self) -> SubmitPlan:
+        """The default route's plan."""
+        return self.submit_plan_for(self.settings.routes.default)
+
+    def submit_plan_for(self, route: Route) -> SubmitPlan:
         settings = self.settings
         return SubmitPlan(
-            endpoint=self.scoring.endpoint_uri,
-            deployment=settings.batch_deployment or "",
+            endpoint=self.scoring.endpoint_uri if route.prefix == "" else route.endpoint_uri,
+            deployment=route.deployment or "",
             input_datastore=settings.aml_input_datastore,
             output_datastore=settings.aml_output_datastore,
             output_container=settings.aml_output_container,

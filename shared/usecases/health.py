@@ -44,7 +44,7 @@ def check_all(load: Callable[[], Deps]) -> HealthReport:
         _table(deps, settings.jobs_table, "JOBS_TABLE"),
         _table(deps, settings.active_table, "ACTIVE_JOBS_TABLE"),
     ]
-    checks += [_queue(deps), *_azure_ml(deps), _topic(deps), _blob_subscription(deps)]
+    checks += [_queue(deps), *_azure_ml(deps), _topic(deps), _blob_subscription(deps), _run_events_subscription(deps)]
     return HealthReport(tuple(checks))
 
 
@@ -231,5 +231,26 @@ def _blob_subscription(deps: Deps) -> Check:
             "the subscription with the blob extension's key",
             AccessDenied: "assign the app's identity 'EventGrid EventSubscription Reader' on the system topic "
             f"({ROLES})",
+        },
+    )
+
+
+def _run_events_subscription(deps: Deps) -> Check:
+    settings, name = deps.settings, "Azure ML run events subscription"
+    if not settings.aml_run_events:
+        return Check(name, CheckStatus.SKIP, "AML_RUN_EVENTS is off: every poll tick asks Azure ML about every job")
+    subscription = settings.aml_event_subscription_id
+    if not subscription:
+        return Check(name, CheckStatus.SKIP, "set AML_EVENT_SUBSCRIPTION_ID to check that run events reach the app")
+    return _probe(
+        name,
+        lambda: deps.resources.probe_resource(subscription, api_version=EVENT_SUBSCRIPTION_API),
+        passed="the RunStatusChanged subscription exists",
+        fixes={
+            ResourceMissing: "run the postdeploy hook (azd deploy runs it: infra/hooks/postdeploy.py); it subscribes "
+            "aml_run_events to the workspace's system topic. Until then jobs finish at the poller's backstop "
+            "(AML_EVENTS_BACKSTOP_SECONDS): set AML_RUN_EVENTS=off to poll every tick instead",
+            AccessDenied: "assign the app's identity 'EventGrid EventSubscription Reader' on the workspace's system "
+            f"topic ({ROLES})",
         },
     )

@@ -13,6 +13,7 @@ from shared.core.decision import Action
 from shared.core.naming import BAD_NAME, is_health_probe, name_problem, repeatability_id, unquote_etag
 from shared.core.submission import (
     IntakeStep,
+    Parts,
     intake_step,
     needs_new_attempt,
     post_unanswered,
@@ -21,6 +22,7 @@ from shared.core.submission import (
     still_waiting_on,
     submit_intent,
     submitted,
+    waiting,
 )
 from shared.csvfiles import HEAD_BYTES, validate_head, validate_name_and_size
 from shared.errors import (
@@ -37,9 +39,11 @@ from shared.errors import (
 )
 from shared.logcontext import about_job
 from shared.models import BlobRef, InvokeRequest, Job, JobState, RemoteJob
+from shared.usecases.admission import admit
 from shared.usecases.complete import end, finalize, request_completion
 from shared.usecases.deps import Deps, retry_lost_races
 from shared.usecases.outbox import flush_events
+from shared.usecases.shard import parts_for
 
 log = logging.getLogger("dropscore")
 
@@ -58,7 +62,7 @@ def accept_blob(deps: Deps, *, container: str, name: str, size: int, etag: str |
             return None
         etag, size = info.etag, info.size
     ref = BlobRef(deps.blobs.account_name, container, name, unquote_etag(etag), size, url)
-    fresh = received(ref, deps.clock())
+    fresh = received(ref, deps.clock(), route=deps.settings.routes.for_input(name).name)
     with about_job(fresh.job_id):
         return advance(deps, _create_or_load(deps, fresh))
 
@@ -89,6 +93,8 @@ def _advance_once(deps: Deps, job: Job) -> Job:
     step = intake_step(job, deps.clock())
     if step is IntakeStep.VALIDATE:
         return _validate_and_submit(deps, job)
+    if step is IntakeStep.ADMIT:
+        return _admit_and_submit(deps, job)
     if step is IntakeStep.RECONCILE:
         return reconcile_submission(deps, job)
     if step is IntakeStep.WAIT_FOR_LEASE:
@@ -108,7 +114,27 @@ def _validate_and_submit(deps: Deps, job: Job) -> Job:
     except (BlobChanged, BlobMissing) as exc:  # the version we were told about is gone: nothing to score
         log.warning("job %s: %s", job.job_id, exc.message)
         return end(deps, job, state=JobState.CANCELED, code=exc.code, message=exc.message)
-    return _submit(deps, job, new_attempt=True)
+    return _admit_and_submit(deps, job)
+
+
+def _admit_and_submit(deps: Deps, job: Job) -> Job:
+    """Take a slot under MAX_JOBS_IN_FLIGHT (or wait for one), split a big input into parts, then submit."""
+    if not admit(deps, job):
+        if job.state == JobState.WAITING:
+            return job
+        log.info("job %s: every slot under MAX_JOBS_IN_FLIGHT is taken; waiting", job.job_id)
+        saved = deps.store.update(waiting(job, deps.clock()))
+        deps.store.refresh_active(saved)  # the tick finds waiting jobs, oldest first, from the index alone
+        return saved
+    try:
+        parts = parts_for(deps, job)
+    except InputInvalid as exc:
+        log.warning("job %s: input %s/%s rejected: %s", job.job_id, job.container, job.name, exc.message)
+        return end(deps, job, state=JobState.REJECTED, code=exc.code, message=exc.message)
+    except (BlobChanged, BlobMissing) as exc:
+        log.warning("job %s: %s", job.job_id, exc.message)
+        return end(deps, job, state=JobState.CANCELED, code=exc.code, message=exc.message)
+    return _submit(deps, job, new_attempt=True, parts=parts)
 
 
 def _validate(deps: Deps, job: Job) -> None:
@@ -121,7 +147,7 @@ def _validate(deps: Deps, job: Job) -> None:
     validate_name_and_size(job.name, job.size, settings.max_input_bytes)
     length = min(HEAD_BYTES, job.size)
     head = deps.blobs.read_range(job.container, job.name, offset=0, length=length, etag=job.blob_etag)
-    required = deps.model_columns.current()
+    required = deps.model_columns.current(deps.route_of(job))
     validate_head(
         head,
         truncated=job.size > length,
@@ -131,9 +157,10 @@ def _validate(deps: Deps, job: Job) -> None:
     )
 
 
-def _submit(deps: Deps, job: Job, *, new_attempt: bool) -> Job:
+def _submit(deps: Deps, job: Job, *, new_attempt: bool, parts: Parts | None) -> Job:
     """Write the intent (Submitting, deterministic output and name) BEFORE the POST, then POST."""
-    decision = submit_intent(job, deps.submit_plan, deps.clock(), new_attempt=new_attempt)
+    plan = deps.submit_plan_for(deps.route_of(job))
+    decision = submit_intent(job, plan, deps.clock(), new_attempt=new_attempt, parts=parts)
     if decision.action is Action.FINISH:
         log.error("job %s: failed: %s", job.job_id, decision.job.error_message)
         return finalize(deps, deps.store.update(decision.job))
@@ -147,12 +174,14 @@ def _post(deps: Deps, job: Job) -> Job:
         output_uri=job.output_uri,
         repeatability_id=repeatability_id(job.job_id, job.attempt),
         deployment=job.deployment or None,
+        input_type="UriFolder" if job.parts else "UriFile",
+        mini_batch_size=1 if job.parts else None,  # one part per mini-batch: the parts spread over every worker
     )
     try:
-        remote = deps.scoring.invoke(request)
+        remote = deps.scoring_for(job.endpoint).invoke(request)
     except JobNameTaken:
         log.info("job %s: Azure ML job %s already exists; adopting it", job.job_id, job.aml_job_name)
-        remote = deps.scoring.get_job(job.aml_job_name)
+        remote = deps.scoring_for(job.endpoint).get_job(job.aml_job_name)
     except ScoringUnavailable as exc:
         log.warning(
             "job %s: invoke failed (%s); left Submitting for the poller to %s",
@@ -190,7 +219,7 @@ def reconcile_submission(deps: Deps, job: Job) -> Job:
     """A Submitting row whose lease expired: find the job a lost response may have created before any re-POST."""
     if job.posts > 0:
         try:
-            remote: RemoteJob | None = deps.scoring.get_job(job.aml_job_name)
+            remote: RemoteJob | None = deps.scoring_for(job.endpoint).get_job(job.aml_job_name)
         except RemoteJobNotFound:
             remote = None
         if remote is not None:
@@ -199,4 +228,5 @@ def reconcile_submission(deps: Deps, job: Job) -> Job:
         if job.output_path and deps.blobs.properties(job.output_container, job.output_path) is not None:
             log.info("job %s: predictions already written by an earlier POST", job.job_id)
             return request_completion(deps, scored_by_earlier_post(job, deps.clock()))
-    return _submit(deps, job, new_attempt=needs_new_attempt(job))
+    parts = Parts(job.parts, job.parts_folder) if job.parts else None
+    return _submit(deps, job, new_attempt=needs_new_attempt(job), parts=parts)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from shared.core.decision import Action, Decision
 from shared.core.polling import (
     PollStep,
+    backstop_due,
     completion_exhausted,
     completion_overdue,
     decide,
@@ -31,8 +32,9 @@ from shared.core.polling import (
 )
 from shared.errors import DropScoreError, PermanentError, RemoteJobNotFound, StaleJob, TransientError
 from shared.logcontext import about_job
-from shared.models import REMOTE_ACTIVE, Job, RemoteJob, Stage
+from shared.models import REMOTE_ACTIVE, Job, JobState, RemoteJob, Stage
 from shared.ports import ActiveEntry
+from shared.usecases.admission import admit_waiting, capacity_of, is_waiting, oldest_first
 from shared.usecases.complete import finalize, give_up, request_completion
 from shared.usecases.deps import Deps, retry_lost_races
 from shared.usecases.intake import advance
@@ -60,11 +62,18 @@ def poll(deps: Deps) -> PollReport:
     entries = list(deps.store.active())
     if not entries:
         return PollReport(0, {})
-    # Threads: every call waits on the network (~50 ms per status call to Azure ML), and the SDK clients are
-    # synchronous. POLL_CONCURRENCY bounds them, and the REST client's connection pool is sized to match.
-    workers = min(deps.settings.poll_concurrency, len(entries))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
-        outcomes = Counter(pool.map(lambda entry: _poll_safely(deps, entry), entries))
+    waiting = oldest_first(entries)
+    working = [entry for entry in entries if not is_waiting(entry.summary)]
+    outcomes: Counter[str] = Counter()
+    if working:
+        # Threads: every call waits on the network (~50 ms per status call to Azure ML), and the SDK clients are
+        # synchronous. POLL_CONCURRENCY bounds them, and the REST client's connection pool is sized to match.
+        workers = min(deps.settings.poll_concurrency, len(working))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+            outcomes.update(pool.map(lambda entry: _poll_safely(deps, entry), working))
+    if waiting:  # after the status calls, so the slots of jobs that just finished go to the oldest waiting
+        admitted = _admit_safely(deps, waiting)
+        outcomes.update({"admitted": admitted, "waiting-for-slot": len(waiting) - admitted})
     report = PollReport(len(entries), dict(outcomes))
     log.info("poll: %d active jobs: %s", report.active, ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
     return report
@@ -86,18 +95,44 @@ def _poll_safely(deps: Deps, entry: ActiveEntry) -> str:
         return "error"
 
 
-def poll_entry(deps: Deps, entry: ActiveEntry) -> str:
-    """One index row: Azure ML first when the row says it has the job; the ledger row only if the answer is news."""
+def admit_after_completion(deps: Deps, finished: Job | None) -> int:
+    """A job just gave its slot back (completion): submit the oldest waiting job now, not at the next tick."""
+    if finished is None or finished.posts == 0 or not capacity_of(deps, finished):
+        return 0
+    waiting = oldest_first(deps.store.active())
+    return _admit_safely(deps, waiting, most=1) if waiting else 0
+
+
+def _admit_safely(deps: Deps, waiting: list[ActiveEntry], *, most: int | None = None) -> int:
+    try:
+        return admit_waiting(deps, waiting, submit=lambda job: advance(deps, job), most=most)
+    except DropScoreError as exc:
+        log.warning("poll: waiting jobs not admitted this tick: %s", exc.message)
+        return 0
+
+
+def poll_entry(deps: Deps, entry: ActiveEntry, *, on_event: bool = False) -> str:
+    """One index row: Azure ML first when the row says it has the job; the ledger row only if the answer is news.
+    With run events on (AML_RUN_EVENTS), a tick asks only every AML_EVENTS_BACKSTOP_SECONDS; an event
+    (`on_event`) asks at once."""
     answer = None
     summary = entry.summary
     if summary is not None and waits_on_azure_ml(summary):
-        answer = ask_azure_ml(deps, summary.aml_job_name)
+        now, settings = deps.clock(), deps.settings
+        backstop = timedelta(seconds=settings.aml_events_backstop_seconds)
+        if settings.aml_run_events and not on_event and not backstop_due(summary, now, backstop):
+            return "waiting:events"
+        answer = ask_azure_ml(deps, summary.aml_job_name, endpoint=summary.endpoint)
         if answer.remote is not None and nothing_new(
             summary, answer.remote, deps.clock(), policy=deps.stuck_policy, outbox_grace=deps.outbox_grace
         ):
+            if settings.aml_run_events:
+                deps.store.note_checked(entry.job_id, now)  # the backstop's clock restarts
             return f"waiting:{answer.remote.status.value}"
-    outcome, job = _step(deps, entry.job_id, indexed_at=entry.updated_at, answer=answer)
+    outcome, job = _step(deps, entry.job_id, indexed_at=entry.updated_at, answer=answer, on_event=on_event)
     _remember(deps, entry, job)
+    if deps.settings.aml_run_events and job is not None and job.state in REMOTE_ACTIVE and outcome != "waiting:events":
+        deps.store.note_checked(entry.job_id, deps.clock())  # asked just now: the backstop's clock restarts
     return outcome
 
 
@@ -106,15 +141,15 @@ def poll_job(deps: Deps, job_id: str, *, indexed_at: datetime | None = None) -> 
     return _step(deps, job_id, indexed_at=indexed_at, answer=None)[0]
 
 
-def ask_azure_ml(deps: Deps, name: str) -> StatusAnswer:
+def ask_azure_ml(deps: Deps, name: str, *, endpoint: str) -> StatusAnswer:
     try:
-        return StatusAnswer(name, deps.scoring.get_job(name))
+        return StatusAnswer(name, deps.scoring_for(endpoint).get_job(name))
     except RemoteJobNotFound:
         return StatusAnswer(name, None)
 
 
 def _step(
-    deps: Deps, job_id: str, *, indexed_at: datetime | None, answer: StatusAnswer | None
+    deps: Deps, job_id: str, *, indexed_at: datetime | None, answer: StatusAnswer | None, on_event: bool = False
 ) -> tuple[str, Job | None]:
     """The outcome, and the job as the ledger now holds it as far as this step knows (None: nothing to index)."""
     job = deps.store.get(job_id)
@@ -129,6 +164,8 @@ def _step(
     if quiet:
         job = flush_events(deps, job)
     if step is PollStep.CHECK_REMOTE:
+        if answer is None and not on_event and _left_to_events(deps, job):
+            return "waiting:events", job
         return _check_remote(deps, job, answer)
     if step is PollStep.ENSURE_COMPLETION:
         return _ensure_completion(deps, job, quiet=quiet), job
@@ -137,13 +174,20 @@ def _step(
     return step.value, job
 
 
+def _left_to_events(deps: Deps, job: Job) -> bool:
+    """Run events cover the job and the backstop is not due: the tick does not ask Azure ML about it."""
+    backstop = timedelta(seconds=deps.settings.aml_events_backstop_seconds)
+    return deps.settings.aml_run_events and not backstop_due(summary_of(job), deps.clock(), backstop)
+
+
 def _remember(deps: Deps, entry: ActiveEntry, job: Job | None) -> None:
     """Bring the index row's summary in step with the ledger row, when the next tick decides from it: the job
     waits on Azure ML, or the summary still says it does. A stale summary only costs the next tick a read."""
     if job is None or job.finalized:
         return
     summary = summary_of(job)
-    if summary == entry.summary or not (waits_on_azure_ml(summary) or waits_on_azure_ml(entry.summary)):
+    decides = waits_on_azure_ml(summary) or waits_on_azure_ml(entry.summary) or job.state == JobState.WAITING
+    if summary == entry.summary or not decides:
         return
     try:
         deps.store.refresh_active(job)
@@ -153,7 +197,7 @@ def _remember(deps: Deps, entry: ActiveEntry, job: Job | None) -> None:
 
 def _check_remote(deps: Deps, job: Job, answer: StatusAnswer | None) -> tuple[str, Job | None]:
     if answer is None or answer.name != job.aml_job_name:  # not asked yet, or the index named another attempt
-        answer = ask_azure_ml(deps, job.aml_job_name)
+        answer = ask_azure_ml(deps, job.aml_job_name, endpoint=job.endpoint)
     remote = answer.remote
     if remote is None:
         missing = remote_missing(job, deps.clock(), deps.submit_lease)
@@ -196,7 +240,7 @@ def _save_status_if_changed(deps: Deps, before: Job, after: Job) -> Job | None:
 def _cancel_quietly(deps: Deps, job: Job) -> None:
     """Ask Azure ML to cancel a job past its limit; the job is reported TimedOut whatever the answer."""
     try:
-        canceled = deps.scoring.cancel(job.aml_job_name)
+        canceled = deps.scoring_for(job.endpoint).cancel(job.aml_job_name)
     except DropScoreError as exc:
         log.error("job %s: could not cancel Azure ML job %s: %s", job.job_id, job.aml_job_name, exc.message)
         return

@@ -22,6 +22,7 @@ from shared.config import Settings
 from shared.errors import PermanentError, TransientError
 from shared.models import ModelInputs
 from shared.ports import ModelCatalog
+from shared.routing import Route
 
 log = logging.getLogger("dropscore")
 #: After a transient failure with columns already known, how long before the next lookup is tried.
@@ -37,7 +38,7 @@ class RequiredColumns:
 
 
 class ModelColumns:
-    """REQUIRED_COLUMNS, resolved; one per worker process (it lives in Deps)."""
+    """REQUIRED_COLUMNS, resolved for each ROUTES route; one per worker process (it lives in Deps)."""
 
     def __init__(self, settings: Settings, catalog: Callable[[], ModelCatalog], clock: Callable[[], datetime]) -> None:
         self._settings = settings
@@ -45,55 +46,59 @@ class ModelColumns:
         self._catalog: ModelCatalog | None = None
         self._clock = clock
         self._lock = threading.Lock()
-        self._known: RequiredColumns | None = None
-        self._next_lookup: datetime | None = None
+        self._known: dict[str, RequiredColumns] = {}
+        self._next_lookup: dict[str, datetime] = {}
 
-    @property
-    def discovered(self) -> bool:
-        return self._settings.discover_required_columns
+    def _route(self, route: Route | None) -> Route:
+        return route or self._settings.routes.default
 
-    def current(self) -> RequiredColumns:
-        """The rule for the next input; raises TransientError only when `auto` has never had an answer."""
-        if not self.discovered:
-            return RequiredColumns(self._settings.required_columns, "REQUIRED_COLUMNS")
+    def discovered(self, route: Route | None = None) -> bool:
+        return self._route(route).discover_required_columns
+
+    def current(self, route: Route | None = None) -> RequiredColumns:
+        """The rule for the route's next input; raises TransientError only when `auto` has never had an answer."""
+        route = self._route(route)
+        if not route.discover_required_columns:
+            source = "REQUIRED_COLUMNS" if route.prefix == "" else f"requiredColumns of route {route.name}"
+            return RequiredColumns(route.required_columns, source)
         with self._lock:
             now = self._clock()
-            if self._known is None or self._next_lookup is None or now >= self._next_lookup:
-                self._refresh(now)
-            assert self._known is not None  # _refresh sets it or raises
-            return self._known
+            due = self._next_lookup.get(route.name)
+            if route.name not in self._known or due is None or now >= due:
+                self._refresh(route, now)
+            return self._known[route.name]  # _refresh sets it or raises
 
-    def look_up(self) -> ModelInputs:
+    def look_up(self, route: Route | None = None) -> ModelInputs:
         """Ask the catalog now, bypassing the cache (the health check)."""
-        settings = self._settings
-        return self.catalog().input_columns(
-            endpoint_name=settings.batch_endpoint_name or "", deployment=settings.batch_deployment
-        )
+        route = self._route(route)
+        return self.catalog().input_columns(endpoint_name=route.endpoint_name or "", deployment=route.deployment)
 
     def catalog(self) -> ModelCatalog:
         if self._catalog is None:
             self._catalog = self._catalog_factory()
         return self._catalog
 
-    def _refresh(self, now: datetime) -> None:
+    def _refresh(self, route: Route, now: datetime) -> None:
         refresh = timedelta(seconds=self._settings.required_columns_refresh_seconds)
+        known = self._known.get(route.name)
         try:
-            inputs = self.look_up()
+            inputs = self.look_up(route)
         except TransientError as exc:
-            if self._known is None:
+            if known is None:
                 raise
             log.warning("model input columns: lookup failed (%s); keeping the last known ones", exc.message)
-            self._next_lookup = now + RETRY_AFTER_FAILURE
+            self._next_lookup[route.name] = now + RETRY_AFTER_FAILURE
             return
         except PermanentError as exc:
             log.warning(
-                "model input columns unknown (REQUIRED_COLUMNS=auto): %s; inputs are not checked against the "
-                "model until the next lookup (GET /api/health says what to fix)",
+                "model input columns of route %s unknown (REQUIRED_COLUMNS=auto): %s; inputs are not checked against "
+                "the model until the next lookup (GET /api/health says what to fix)",
+                route.name,
                 exc.message,
             )
-            self._known = RequiredColumns((), "REQUIRED_COLUMNS=auto: unknown")
+            self._known[route.name] = RequiredColumns((), "REQUIRED_COLUMNS=auto: unknown")
         else:
-            if self._known is None or self._known.names != inputs.columns:
+            if known is None or known.names != inputs.columns:
                 log.info("model %s requires the input columns: %s", inputs.model, ", ".join(inputs.columns))
-            self._known = RequiredColumns(inputs.columns, f"the input signature of model {inputs.model}")
-        self._next_lookup = now + refresh
+            self._known[route.name] = RequiredColumns(inputs.columns, f"the input signature of model {inputs.model}")
+        self._next_lookup[route.name] = now + refresh

@@ -2,7 +2,9 @@
 
 pycep gives literals and identifiers alike as strings; a `Scope` resolves an identifier through the
 template's parameters (bound to the values the calling module passes) and variables, and anything it cannot
-know before deployment (a module output, a function call) as an `Opaque` holding the expression's text.
+know before deployment (a module output, most function calls) as an `Opaque` holding the expression's text.
+`Scope.truth` evaluates a condition (`!`, `&&`, `||`, `==`, `!=`, `empty()`) when its inputs are known, so a
+test can bind a parameter (e.g. `amlRunEvents=False`) and see which resources, settings and grants follow.
 """
 
 from __future__ import annotations
@@ -93,8 +95,21 @@ class Scope:
         chain = accessor_chain(expr)
         if chain is None:
             operator = expr.get("operator", {})
-            if operator.get("type") == "conditional":  # e.g. `inAppGroup ? names : []`: the deployed branch
-                return self.value(operator["operands"]["true_value"])
+            if operator.get("type") == "conditional":  # e.g. `inAppGroup ? names : []`
+                operands = operator["operands"]
+                known = self.truth(operands["condition"])
+                # The branch the condition picks; when it cannot be known here, the deployed (true) branch.
+                return self.value(operands["false_value" if known is False else "true_value"])
+            function = expr.get("function", {})
+            if function.get("type") == "string":  # string(int) in app settings
+                value = self.value(function["parameters"]["value_to_convert"])
+                if isinstance(value, bool):
+                    return "true" if value else "false"
+                if isinstance(value, int | str):
+                    return str(value)
+            known = self.truth(expr)
+            if known is not None:
+                return known
             return Opaque(repr(expr))
         value = self.value(chain[0])
         for key in chain[1:]:
@@ -102,6 +117,45 @@ class Scope:
                 return Opaque(".".join(str(part) for part in chain))
             value = value[key]
         return value
+
+    def truth(self, expr: Any) -> bool | None:
+        """A condition's value, or None when it depends on something only known at deployment time."""
+        if isinstance(expr, bool):
+            return expr
+        if isinstance(expr, str):
+            value = self.value(expr)
+            return value if isinstance(value, bool) else None
+        if not isinstance(expr, dict):
+            return None
+        if "function" in expr:
+            function = expr["function"]
+            if function.get("type") != "empty":
+                return None
+            value = self.value(function["parameters"]["item_to_test"])
+            return len(value) == 0 if isinstance(value, str | list | dict) else None
+        operator = expr.get("operator", {})
+        kind, operands = operator.get("type"), operator.get("operands", {})
+        if kind == "not":
+            inner = self.truth(operands["bool_value"])
+            return None if inner is None else not inner
+        if kind in {"and", "or"}:
+            left, right = self.truth(operands["operand_1"]), self.truth(operands["operand_2"])
+            decisive = kind == "or"  # True decides an `or`, False an `and`, whatever the other side is
+            if decisive in (left, right):
+                return decisive
+            return None if None in (left, right) else not decisive
+        if kind in {"equals", "not_equals"}:
+            left, right = self.value(operands["operand_1"]), self.value(operands["operand_2"])
+            if isinstance(left, Opaque) or isinstance(right, Opaque):
+                return None
+            return (left == right) == (kind == "equals")
+        return None
+
+    def condition(self, symbol: str) -> bool | None:
+        """Whether the resource or module `symbol` is deployed: True without a condition, else its value."""
+        section = "modules" if symbol in self.template.get("modules", {}) else "resources"
+        _, condition, _ = unwrap(self.template[section][symbol]["config"])
+        return True if condition is None else self.truth(condition)
 
     def resource(self, symbol: str) -> dict[str, Any]:
         return self.template["resources"][symbol]
@@ -130,7 +184,12 @@ class Grant:
     why: str
 
 
-PRINCIPALS = {"appPrincipalId": "app", "amlComputePrincipalId": "compute", "systemTopicPrincipalId": "system topic"}
+PRINCIPALS = {
+    "appPrincipalId": "app",
+    "amlComputePrincipalId": "compute",
+    "systemTopicPrincipalId": "system topic",
+    "amlSystemTopicPrincipalId": "workspace system topic",
+}
 SCOPE_NAMES = {
     "Microsoft.Storage/storageAccounts": "storage account",
     "Microsoft.Insights/components": "Application Insights",
@@ -172,7 +231,10 @@ def _role_name(roles: Scope, expr: Any, built_in_roles: dict[str, str]) -> str:
 
 
 #: Scopes named by their symbol rather than their type: a second resource of a type SCOPE_NAMES already names.
-SYMBOL_SCOPES = {"modelStorageAccount": "Azure ML workspace storage account"}
+SYMBOL_SCOPES = {
+    "modelStorageAccount": "Azure ML workspace storage account",
+    "amlSystemTopic": "Event Grid system topic on the Azure ML workspace",
+}
 
 
 def _scope_name(roles: Scope, expr: Any, loop_item: Any) -> str:
@@ -200,6 +262,7 @@ README_PRINCIPALS = {
     "App identity": "app",
     "Batch compute identity": "compute",
     "Event Grid system topic identity": "system topic",
+    "Azure ML workspace system topic identity": "workspace system topic",
 }
 
 

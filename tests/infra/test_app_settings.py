@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import ast
 import json
+import operator
 import re
+from typing import Any
+
+import pytest
 
 from tests.infra.bicep import INFRA, REPO, Opaque, Scope, bicep_files, main_scope, parse
 
@@ -38,6 +42,12 @@ EXPECTED_SETTINGS = {
     "EVENT_SCHEMA",
     "EVENT_SOURCE",
     "BLOB_EVENT_SUBSCRIPTION_ID",
+    "AML_RUN_EVENTS",
+    "AML_EVENT_SUBSCRIPTION_ID",
+    "MAX_JOBS_IN_FLIGHT",
+    "SHARD_THRESHOLD_MB",
+    "SHARD_PART_MB",
+    "ROUTES",
 }
 # Read by shared/config.py but deliberately left to the app's defaults in Azure (tuning knobs), or only for the
 # local stack (keys, tokens and connection strings are refused against Azure endpoints).
@@ -62,6 +72,7 @@ LEFT_TO_DEFAULTS = {
     "JOIN_MEMORY_MB",
     "JOIN_CONCURRENCY",
     "OUTBOX_GRACE_SECONDS",
+    "AML_EVENTS_BACKSTOP_SECONDS",
     "REQUIRED_COLUMNS_REFRESH_SECONDS",
     "MAX_INPUT_BYTES",
     "CSV_DELIMITER",
@@ -75,16 +86,25 @@ SECRET_MARKERS = re.compile(
 )
 
 
-def function_app() -> Scope:
-    return main_scope().module("functionApp")
+# main.bicep parameter -> the app setting it becomes (a deploy parameter only the template turns into a setting).
+PARAMETER_SETTINGS = {
+    "maxJobsInFlight": "MAX_JOBS_IN_FLIGHT",
+    "shardThresholdMb": "SHARD_THRESHOLD_MB",
+    "shardPartMb": "SHARD_PART_MB",
+}
+
+
+def function_app(**main_parameters: Any) -> Scope:
+    """The function app module, with main.bicep's parameters at their defaults or as given."""
+    return Scope("main.bicep", main_parameters).module("functionApp")
 
 
 def raw_settings() -> dict[str, object]:
     return function_app().template["variables"]["appSettings"]["value"]
 
 
-def settings() -> dict[str, object]:
-    app = function_app()
+def settings(**main_parameters: Any) -> dict[str, object]:
+    app = function_app(**main_parameters)
     return {name: app.value(expr) for name, expr in raw_settings().items()}
 
 
@@ -231,3 +251,104 @@ def test_no_template_lists_keys() -> None:
     for path in bicep_files():
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"\.list\w*\(|\blist\w*\(", text), f"{path.relative_to(INFRA)} calls a list*() function"
+
+
+# ---- The fast completion path and the tuning parameters ----------------------------------------------------
+
+
+def test_aml_run_events_setting_follows_the_parameter() -> None:
+    assert parse("main.bicep")["parameters"]["amlRunEvents"]["default"] is True
+    assert settings()["AML_RUN_EVENTS"] == "on"
+    assert settings(amlRunEvents=False)["AML_RUN_EVENTS"] == "off"
+    assert settings(amlRunEvents=True)["AML_RUN_EVENTS"] == "on"
+
+
+def test_aml_event_subscription_id_names_the_subscription_the_hook_creates() -> None:
+    raw = raw_settings()["AML_EVENT_SUBSCRIPTION_ID"]
+    assert raw["operator"]["operands"] == {
+        "condition": "amlRunEvents",
+        "true_value": "${amlSystemTopicId}/eventSubscriptions/${amlEventSubscriptionName}",
+        "false_value": "",
+    }
+    assert settings(amlRunEvents=False)["AML_EVENT_SUBSCRIPTION_ID"] == ""
+    # The id is built from the workspace system topic module's output and the name the hook is given.
+    app = function_app()
+    assert app.bound["amlSystemTopicId"] == Opaque("amlEvents.outputs.systemTopicId")
+    assert function_app(amlRunEvents=False).bound["amlSystemTopicId"] == ""
+    assert app.bound["amlEventSubscriptionName"] == "dropscore-aml-run-events"
+    main = parse("main.bicep")
+    assert main["outputs"]["AML_EVENT_SUBSCRIPTION_NAME"]["value"] == "amlEventSubscriptionName"
+    assert main["modules"]["functionApp"]["config"]["params"]["amlEventSubscriptionName"] == "amlEventSubscriptionName"
+
+
+@pytest.mark.parametrize(("parameter", "setting"), sorted(PARAMETER_SETTINGS.items()))
+def test_tuning_parameters_become_their_settings_as_strings(parameter: str, setting: str) -> None:
+    default = parse("main.bicep")["parameters"][parameter]["default"]
+    assert settings()[setting] == str(default)
+    assert settings(**{parameter: 7})[setting] == "7"
+    assert raw_settings()[setting] == {"function": {"type": "string", "parameters": {"value_to_convert": parameter}}}
+
+
+def test_routes_pass_through_as_given_and_default_to_one_route() -> None:
+    assert settings()["ROUTES"] == ""
+    routes = '[{"name":"eu","prefix":"eu/","endpointUri":"https://eu.westeurope.inference.ml.azure.com/jobs"}]'
+    assert settings(routes=routes)["ROUTES"] == routes
+
+
+def test_tuning_defaults() -> None:
+    values = settings()
+    assert (values["MAX_JOBS_IN_FLIGHT"], values["SHARD_THRESHOLD_MB"], values["SHARD_PART_MB"]) == ("100", "256", "32")
+
+
+def decorator_bounds(parameter: dict[str, Any]) -> tuple[int | None, int | None]:
+    found = {d["type"]: d["argument"] for d in parameter["decorators"] if d["type"] in {"min_value", "max_value"}}
+    return found.get("min_value"), found.get("max_value")
+
+
+_ARITHMETIC = {ast.Mult: operator.mul, ast.Add: operator.add, ast.Sub: operator.sub, ast.Pow: operator.pow}
+
+
+def _arithmetic(node: ast.expr) -> int:
+    """An integer literal or arithmetic on literals (`5 * 1024 * 1024`), nothing else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        return int(_ARITHMETIC[type(node.op)](_arithmetic(node.left), _arithmetic(node.right)))
+    raise AssertionError(f"not a literal bound: {ast.unparse(node)}")
+
+
+def config_int_setting(name: str) -> tuple[int, int, int]:
+    """(default, low, high) of `reader.get(NAME, "default", values.bounded_int(low, high))` in shared/config.py."""
+    tree = ast.parse((REPO / "shared" / "config.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and len(node.args) == 3
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value == name
+            and isinstance(node.args[2], ast.Call)
+            and ast.unparse(node.args[2].func).endswith("bounded_int")
+        ):
+            default = node.args[1]
+            assert isinstance(default, ast.Constant)
+            low, high = (_arithmetic(arg) for arg in node.args[2].args)
+            return int(default.value), low, high
+    raise AssertionError(f"shared/config.py does not read {name} as a bounded int")
+
+
+@pytest.mark.parametrize(("parameter", "setting"), sorted(PARAMETER_SETTINGS.items()))
+def test_tuning_parameter_range_is_inside_what_the_app_accepts(parameter: str, setting: str) -> None:
+    declared = parse("main.bicep")["parameters"][parameter]
+    low, high = decorator_bounds(declared)
+    assert low is not None, f"{parameter} needs @minValue"
+    assert high is not None, f"{parameter} needs @maxValue"
+    app_default, app_low, app_high = config_int_setting(setting)
+    assert app_low <= low <= declared["default"] <= high <= app_high, (parameter, setting)
+    assert declared["default"] == app_default, f"{parameter}'s default differs from the app's {setting} default"
+
+
+def test_tuning_parameter_ranges() -> None:
+    parameters = parse("main.bicep")["parameters"]
+    assert decorator_bounds(parameters["maxJobsInFlight"]) == (1, 10000)
+    assert decorator_bounds(parameters["shardThresholdMb"])[0] == 0  # 0 turns sharding off
+    assert decorator_bounds(parameters["shardPartMb"])[0] == 1

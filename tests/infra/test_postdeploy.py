@@ -1,7 +1,9 @@
-"""infra/hooks/postdeploy.py: the commands it builds, and that the blob extension key never reaches a command line."""
+"""infra/hooks/postdeploy.py: the commands it builds, that the blob extension key never reaches a command line, and
+that the run events subscription is created (after the function exists) exactly when AML_RUN_EVENTS is on."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -28,7 +30,14 @@ OUTPUTS = {
     "INPUT_CONTAINER_NAME": "incoming",
     "AZURE_STORAGE_ACCOUNT_ID": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st",
     "DEAD_LETTER_CONTAINER_NAME": "eventgrid-deadletter",
+    "AML_RUN_EVENTS_SETTING": "on",
+    "AML_SYSTEM_TOPIC_NAME": "evgst-dropscore-aml-abc",
+    "AML_SYSTEM_TOPIC_RESOURCE_GROUP": "rg-ml",
+    "AML_EVENT_SUBSCRIPTION_NAME": "dropscore-aml-run-events",
+    "AML_EVENTS_FUNCTION_NAME": "aml_run_events",
+    "AZURE_FUNCTION_APP_ID": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/func-dropscore-abc",
 }
+OFF = {**OUTPUTS, "AML_RUN_EVENTS_SETTING": "off", "AML_SYSTEM_TOPIC_NAME": ""}
 
 
 def load_hook() -> ModuleType:
@@ -47,10 +56,20 @@ hook = load_hook()
 class FakeCli:
     """Answers az calls by their verb; records every argv and what the parameters file held at call time."""
 
-    def __init__(self, *, keys: Sequence[str] = (KEY,), deploy_returncode: int = 0, deploy_stderr: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        keys: Sequence[str] = (KEY,),
+        deploy_returncode: int = 0,
+        deploy_stderr: str = "",
+        functions: Sequence[str] = ("func-dropscore-abc/aml_run_events",),
+        outputs: dict[str, str] | None = None,
+    ) -> None:
         self.keys = list(keys)
         self.deploy_returncode = deploy_returncode
         self.deploy_stderr = deploy_stderr
+        self.functions = list(functions)  # answers to `functionapp function show`; "" = not listed (yet)
+        self.outputs = OUTPUTS if outputs is None else outputs
         self.calls: list[list[str]] = []
         self.parameters_seen: list[tuple[str, dict[str, object], int]] = []
 
@@ -64,8 +83,13 @@ class FakeCli:
             mode = stat.S_IMODE(os.stat(path).st_mode)
             self.parameters_seen.append((path, json.loads(Path(path).read_text()), mode))
             return subprocess.CompletedProcess(argv, self.deploy_returncode, "", self.deploy_stderr)
+        if argv[1:4] == ["functionapp", "function", "show"]:
+            name = self.functions.pop(0)
+            if not name:
+                return subprocess.CompletedProcess(argv, 3, "", "ERROR: (NotFound) Error retrieving function.")
+            return subprocess.CompletedProcess(argv, 0, name + "\n", "")
         if argv[1:4] == ["deployment", "sub", "show"]:
-            outputs = {name: {"type": "String", "value": value} for name, value in OUTPUTS.items()}
+            outputs = {name: {"type": "String", "value": value} for name, value in self.outputs.items()}
             return subprocess.CompletedProcess(argv, 0, json.dumps(outputs), "")
         raise AssertionError(f"unexpected command {argv}")
 
@@ -73,6 +97,10 @@ class FakeCli:
 def deployment() -> Any:
     """The hook's Deployment (its class is loaded from a file, so no static type)."""
     return hook.deployment_from_values(OUTPUTS)
+
+
+def aml_events() -> Any:
+    return hook.aml_events_from_values(OUTPUTS)
 
 
 def test_key_command_reads_only_the_blobs_extension_key() -> None:
@@ -111,7 +139,10 @@ def test_parameters_match_the_subscription_template() -> None:
 
 
 def test_the_outputs_the_hook_reads_are_outputs_of_main_bicep() -> None:
-    assert set(hook.OUTPUT_NAMES.values()) <= set(parse("main.bicep")["outputs"])
+    outputs = set(parse("main.bicep")["outputs"])
+    assert set(hook.OUTPUT_NAMES.values()) <= outputs
+    assert set(hook.AML_OUTPUT_NAMES.values()) <= outputs
+    assert set(OUTPUTS) == set(hook.OUTPUT_NAMES.values()) | set(hook.AML_OUTPUT_NAMES.values())
 
 
 def test_missing_outputs_are_named_together() -> None:
@@ -171,7 +202,13 @@ def test_main_from_a_cli_deployment_end_to_end(
     cli = FakeCli()
     assert hook.main(["--deployment-name", "dropscore-dev"], runner=cli) == 0
     verbs = [call[1:4] for call in cli.calls]
-    assert verbs == [["deployment", "sub", "show"], ["functionapp", "keys", "list"], ["deployment", "group", "create"]]
+    assert verbs == [
+        ["deployment", "sub", "show"],
+        ["functionapp", "keys", "list"],
+        ["deployment", "group", "create"],
+        ["functionapp", "function", "show"],
+        ["deployment", "group", "create"],
+    ]
     assert cli.calls[0][cli.calls[0].index("--name") + 1] == "dropscore-dev"
     printed = capsys.readouterr()
     assert KEY not in printed.out + printed.err
@@ -184,7 +221,7 @@ def test_main_under_azd_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setenv(name, value)
     cli = FakeCli()
     assert hook.main([], runner=cli) == 0
-    assert [call[1:4] for call in cli.calls] == [["functionapp", "keys", "list"], ["deployment", "group", "create"]]
+    assert [call[1:4] for call in cli.calls][:2] == [["functionapp", "keys", "list"], ["deployment", "group", "create"]]
 
 
 def test_main_without_az_explains_and_fails(
@@ -195,3 +232,146 @@ def test_main_without_az_explains_and_fails(
         monkeypatch.setenv(name, value)
     assert hook.main([], runner=FakeCli()) == 1
     assert "`az` was not found on PATH" in capsys.readouterr().err
+
+
+# ---- The Azure ML run events subscription --------------------------------------------------------------------
+
+
+def test_run_events_off_means_no_run_events_subscription() -> None:
+    assert hook.aml_events_from_values(OFF) is None
+    assert hook.aml_events_from_values({**OFF, "AML_RUN_EVENTS_SETTING": "OFF"}) is None
+
+
+def test_run_events_on_needs_every_aml_output_named_together() -> None:
+    values = {k: v for k, v in OUTPUTS.items() if k not in {"AML_SYSTEM_TOPIC_NAME", "AML_EVENTS_FUNCTION_NAME"}}
+    with pytest.raises(hook.HookError, match="AML_SYSTEM_TOPIC_NAME, AML_EVENTS_FUNCTION_NAME"):
+        hook.aml_events_from_values(values)
+
+
+@pytest.mark.parametrize("setting", ["", "true", "yes"])
+def test_an_unknown_run_events_setting_is_refused(setting: str) -> None:
+    with pytest.raises(hook.HookError, match="expected 'on' or 'off'"):
+        hook.aml_events_from_values({**OUTPUTS, "AML_RUN_EVENTS_SETTING": setting})
+
+
+def test_aml_parameters_match_the_run_events_template() -> None:
+    document = hook.aml_subscription_parameters(events=aml_events())
+    parameters = {name: entry["value"] for name, entry in document["parameters"].items()}
+    declared = parse("aml-run-events-subscription.bicep")["parameters"]
+    required = {name for name, p in declared.items() if p.get("default") is None}
+    assert required <= set(parameters) <= set(declared)
+    assert parameters["functionName"] == "aml_run_events" == declared["functionName"]["default"]
+    assert parameters["functionAppId"].endswith("/providers/Microsoft.Web/sites/func-dropscore-abc")
+    assert parameters["systemTopicName"] == "evgst-dropscore-aml-abc"
+    assert parameters["deadLetterContainerName"] == "eventgrid-deadletter"
+
+
+def test_aml_deploy_command_targets_the_workspace_resource_group() -> None:
+    command = hook.aml_deploy_command(
+        az="az", events=aml_events(), template=hook.AML_TEMPLATE, parameters_file=Path("/tmp/p.json")
+    )
+    assert command[:4] == ["az", "deployment", "group", "create"]
+    assert command[command.index("--resource-group") + 1] == "rg-ml"
+    assert command[command.index("--template-file") + 1].endswith("infra/aml-run-events-subscription.bicep")
+    assert Path(command[command.index("--template-file") + 1]).exists()
+    assert command[command.index("--parameters") + 1] == "@/tmp/p.json"
+    assert command[command.index("--output") + 1] == "none"
+
+
+def test_function_command_asks_arm_for_the_deployed_function() -> None:
+    assert hook.function_command(az="az", deployment=deployment(), function_name="aml_run_events") == [
+        "az", "functionapp", "function", "show",
+        "--resource-group", "rg-dropscore-dev",
+        "--name", "func-dropscore-abc",
+        "--function-name", "aml_run_events",
+        "--query", "name",
+        "--output", "tsv",
+    ]  # fmt: skip
+
+
+def test_the_function_is_awaited_while_the_host_indexes_it() -> None:
+    cli, pauses = FakeCli(functions=["", "", "func-dropscore-abc/aml_run_events"]), []
+    hook.wait_for_function(
+        az="az", deployment=deployment(), function_name="aml_run_events", runner=cli, sleep=pauses.append
+    )
+    assert len(pauses) == 2
+
+
+def test_no_function_after_every_attempt_says_what_to_check() -> None:
+    cli = FakeCli(functions=["", ""])
+    with pytest.raises(hook.HookError, match=r"no function aml_run_events after 2 attempts.*NotFound.*function list"):
+        hook.wait_for_function(
+            az="az",
+            deployment=deployment(),
+            function_name="aml_run_events",
+            runner=cli,
+            sleep=lambda _: None,
+            attempts=2,
+        )
+
+
+def test_create_aml_subscription_uses_a_private_file_it_deletes() -> None:
+    cli = FakeCli()
+    hook.create_aml_subscription(az="az", events=aml_events(), runner=cli)
+    [(path, document, mode)] = cli.parameters_seen
+    assert document["parameters"]["subscriptionName"]["value"] == "dropscore-aml-run-events"
+    if os.name == "posix":
+        assert mode == 0o600
+    assert not Path(path).exists()
+
+
+def test_a_failed_aml_deployment_says_what_it_needs() -> None:
+    cli = FakeCli(deploy_returncode=1, deploy_stderr="ERROR: AuthorizationFailed")
+    with pytest.raises(hook.HookError, match=r"AuthorizationFailed.*workspaceSystemTopicName.*Contributor or Owner"):
+        hook.create_aml_subscription(az="az", events=aml_events(), runner=cli)
+    assert not Path(cli.parameters_seen[0][0]).exists()
+
+
+def test_main_with_run_events_on_subscribes_both_after_the_function_exists(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(hook.shutil, "which", lambda name: f"/usr/bin/{name}")
+    for name, value in OUTPUTS.items():
+        monkeypatch.setenv(name, value)
+    cli = FakeCli()
+    assert hook.main([], runner=cli) == 0
+    assert [call[1:4] for call in cli.calls] == [
+        ["functionapp", "keys", "list"],
+        ["deployment", "group", "create"],
+        ["functionapp", "function", "show"],
+        ["deployment", "group", "create"],
+    ]
+    blob, aml = cli.calls[1], cli.calls[3]
+    assert blob[blob.index("--resource-group") + 1] == "rg-dropscore-dev"
+    assert aml[aml.index("--resource-group") + 1] == "rg-ml"
+    assert aml[aml.index("--template-file") + 1] == str(hook.AML_TEMPLATE)
+    assert "dropscore-aml-run-events" in capsys.readouterr().out
+
+
+def test_main_with_run_events_off_creates_only_the_blob_subscription(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(hook.shutil, "which", lambda name: f"/usr/bin/{name}")
+    for name in OUTPUTS:
+        monkeypatch.delenv(name, raising=False)
+    cli = FakeCli(outputs=OFF)
+    assert hook.main(["--deployment-name", "dropscore-dev"], runner=cli) == 0
+    assert [call[1:4] for call in cli.calls] == [
+        ["deployment", "sub", "show"],
+        ["functionapp", "keys", "list"],
+        ["deployment", "group", "create"],
+    ]
+    assert "AML_RUN_EVENTS is off" in capsys.readouterr().out
+
+
+def test_main_fails_when_the_function_never_appears(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(hook.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(hook, "wait_for_function", functools.partial(hook.wait_for_function, sleep=lambda _: None))
+    for name, value in OUTPUTS.items():
+        monkeypatch.setenv(name, value)
+    cli = FakeCli(functions=[""] * hook.FUNCTION_ATTEMPTS)
+    assert hook.main([], runner=cli) == 1
+    assert "no function aml_run_events" in capsys.readouterr().err
+    assert len([c for c in cli.calls if c[1:4] == ["deployment", "group", "create"]]) == 1  # the blob one only

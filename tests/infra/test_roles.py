@@ -83,6 +83,8 @@ def test_expected_grants() -> None:
         ("compute", "Storage Blob Data Reader", "container `incoming`"),
         ("compute", "Storage Blob Data Contributor", "container `aml-outputs`"),
         ("system topic", "Storage Blob Data Contributor", "container `eventgrid-deadletter`"),
+        ("app", "EventGrid EventSubscription Reader", "Event Grid system topic on the Azure ML workspace"),
+        ("workspace system topic", "Storage Blob Data Contributor", "container `eventgrid-deadletter`"),
     }
     for container in app_containers:
         assert ("app", "Storage Blob Data Contributor", f"container `{container}`") in grants
@@ -102,6 +104,10 @@ def test_grants_are_deployed_in_the_resource_group_that_holds_their_scope() -> N
     for symbol, grant, condition in role_assignments(roles_scope(), BUILT_IN_ROLES):
         if grant.principal == "compute":
             assert condition == "grantCompute", symbol
+        elif grant.principal == "workspace system topic":  # the dead-letter container is in the app's group
+            assert condition == "grantAmlDeadLetter", symbol
+        elif grant.scope == "Event Grid system topic on the Azure ML workspace":
+            assert condition == "grantAmlSubscriptionRead", symbol
         elif grant.scope == "Azure ML workspace":
             assert condition == "inAmlGroup", symbol
         elif grant.scope == "Azure ML workspace storage account":
@@ -111,6 +117,8 @@ def test_grants_are_deployed_in_the_resource_group_that_holds_their_scope() -> N
     variables = roles_scope().template["variables"]
     assert "amlComputePrincipalId" in repr(variables["grantCompute"]["value"])
     assert "inAmlGroup" in repr(variables["grantModelRead"]["value"])
+    assert "inAmlGroup" in repr(variables["grantAmlSubscriptionRead"]["value"])
+    assert "inAppGroup" in repr(variables["grantAmlDeadLetter"]["value"])
     deployed_in = {
         call["config"]["params"]["grantsIn"]
         for call in parse("main.bicep")["modules"].values()

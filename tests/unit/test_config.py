@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from shared.config import Settings
@@ -194,3 +196,40 @@ def test_the_storage_credential_kind_is_not_echoed_when_it_looks_like_a_connecti
 def test_a_setting_that_may_hold_a_credential_never_shows_its_value(key: str) -> None:
     assert shown_value(key, "harmless-looking") == HIDDEN
     assert shown_value("INPUT_CONTAINER", "harmless-looking") == "'harmless-looking'"
+
+
+def test_scale_out_settings_default_and_bounds() -> None:
+    settings = Settings.from_env(BASE_SETTINGS)
+    assert (settings.max_jobs_in_flight, settings.shard_threshold_mb, settings.shard_part_mb) == (100, 256, 32)
+    assert (settings.aml_run_events, settings.aml_events_backstop_seconds) == (False, 300)
+    on = Settings.from_env({**BASE_SETTINGS, "AML_RUN_EVENTS": "ON", "MAX_JOBS_IN_FLIGHT": "0"})
+    assert (on.aml_run_events, on.max_jobs_in_flight) == (True, 0)
+    bad = {
+        "MAX_JOBS_IN_FLIGHT": "-1",
+        "SHARD_PART_MB": "0",
+        "AML_RUN_EVENTS": "yes",
+        "AML_EVENTS_BACKSTOP_SECONDS": "5",
+    }
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**BASE_SETTINGS, **bad})
+    assert sorted(problem.split(":", 1)[0] for problem in caught.value.problems) == sorted(bad)
+
+
+def test_routes_join_the_one_error_with_every_other_problem() -> None:
+    routes = [
+        {"name": "eu", "prefix": "eu/", "endpointUri": "https://eu-ep.westeurope.inference.ml.azure.com/jobs"},
+        {"name": "us", "prefix": "eu/", "endpointUri": "https://us-ep.eastus.inference.ml.azure.com/jobs"},
+    ]
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**BASE_SETTINGS, "ROUTES": json.dumps(routes), "POLL_CONCURRENCY": "0"})
+    problems = "\n".join(caught.value.problems)
+    assert "POLL_CONCURRENCY" in problems
+    assert "'eu' and 'us' both claim prefix 'eu/'" in problems
+    local = {**BASE_SETTINGS, "ROUTES": json.dumps(routes[:1]), "AML_LOCAL_TOKEN": "t"}
+    local["BATCH_ENDPOINT_URI"] = "http://127.0.0.1:5081/jobs"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(local)  # the local token would be sent to the eu route's endpoint in Azure
+    assert any(problem.startswith("AML_LOCAL_TOKEN: every ROUTES endpoint") for problem in caught.value.problems)
+    settings = Settings.from_env({**BASE_SETTINGS, "ROUTES": json.dumps(routes[:1])})
+    assert settings.routes.for_input("eu/a.csv").name == "eu"
+    assert settings.routes.for_input("eu-west/a.csv").name == "default"

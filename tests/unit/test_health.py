@@ -26,6 +26,7 @@ from tests.fakes import World, make_world
 
 WORKSPACE = "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w"
 SUBSCRIPTION = "/subscriptions/s/resourceGroups/r/providers/Microsoft.EventGrid/systemTopics/t/eventSubscriptions/b"
+RUN_EVENTS = "/subscriptions/s/resourceGroups/r/providers/Microsoft.EventGrid/systemTopics/w/eventSubscriptions/a"
 
 
 def azure_world(**overrides: str) -> World:
@@ -33,9 +34,9 @@ def azure_world(**overrides: str) -> World:
         AML_WORKSPACE_ID=WORKSPACE,
         BATCH_DEPLOYMENT="blue",
         BLOB_EVENT_SUBSCRIPTION_ID=SUBSCRIPTION,
-        **{"REQUIRED_COLUMNS": "auto", **overrides},
+        **{"REQUIRED_COLUMNS": "auto", "AML_RUN_EVENTS": "on", "AML_EVENT_SUBSCRIPTION_ID": RUN_EVENTS, **overrides},
     )
-    world.resources.existing.add(SUBSCRIPTION)
+    world.resources.existing.update({SUBSCRIPTION, RUN_EVENTS})
     return world
 
 
@@ -67,6 +68,7 @@ def test_a_healthy_deployment_passes_every_check() -> None:
         "model input columns",
         "event grid topic",
         "blob event subscription",
+        "Azure ML run events subscription",
     ]
     assert world.scoring.probed == ["token", "endpoint", "deployment dropscore-ep/blue", "datastore dropscore_outputs"]
 
@@ -122,8 +124,10 @@ def test_invalid_settings_fail_one_check_that_lists_every_problem() -> None:
             "event grid topic",
             "EventGrid Data Sender",
         ),
-        (lambda w: w.resources.existing.clear(), "blob event subscription", "postdeploy hook"),
-        (lambda w: setattr(w.resources, "denied", True), "blob event subscription", "EventSubscription Reader"),
+        (lambda w: w.resources.existing.discard(SUBSCRIPTION), "blob event subscription", "postdeploy hook"),
+        (lambda w: w.resources.denied_ids.add(SUBSCRIPTION), "blob event subscription", "EventSubscription Reader"),
+        (lambda w: w.resources.existing.discard(RUN_EVENTS), "Azure ML run events subscription", "postdeploy hook"),
+        (lambda w: w.resources.denied_ids.add(RUN_EVENTS), "Azure ML run events subscription", "workspace's system"),
     ],
 )
 def test_each_failure_names_what_to_do(break_it, name: str, fix_part: str) -> None:  # type: ignore[no-untyped-def]
@@ -151,6 +155,13 @@ def test_unconfigured_checks_are_skipped_with_what_to_set() -> None:
     assert "AML_WORKSPACE_ID" in found["azure ml output datastore"].detail
     assert "container scan" in found["blob event subscription"].detail
     assert "BLOB_EVENT_SUBSCRIPTION_ID" in checks(make_world())["blob event subscription"].detail
+
+
+def test_the_run_events_subscription_is_skipped_when_run_events_are_off_or_unnamed() -> None:
+    found = checks(azure_world(AML_RUN_EVENTS="off"))["Azure ML run events subscription"]
+    assert (found.status, "AML_RUN_EVENTS is off" in found.detail) == (CheckStatus.SKIP, True)
+    found = checks(azure_world(AML_EVENT_SUBSCRIPTION_ID=""))["Azure ML run events subscription"]
+    assert (found.status, "AML_EVENT_SUBSCRIPTION_ID" in found.detail) == (CheckStatus.SKIP, True)
 
 
 def test_the_http_reply_is_503_when_anything_failed() -> None:

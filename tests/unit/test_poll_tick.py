@@ -22,19 +22,17 @@ GRACE = timedelta(seconds=60)
 
 
 class CountingEndpoint(FakeScoringEndpoint):
-    """Status calls counted, each taking `delay` seconds, with the most that were in flight at once."""
+    """Status calls (the base fake counts them), each taking `delay` s, with the most in flight at once."""
 
     def __init__(self, *, delay: float = 0.0) -> None:
         super().__init__()
         self.delay = delay
-        self.status_calls: list[str] = []
         self.in_flight = 0
         self.most_in_flight = 0
         self._lock = threading.Lock()
 
     def get_job(self, name: str) -> RemoteJob:
         with self._lock:
-            self.status_calls.append(name)
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:

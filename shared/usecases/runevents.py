@@ -1,0 +1,56 @@
+"""Azure ML run events (Event Grid trigger): an event about one of our jobs checks that job at once.
+
+The workspace publishes `Microsoft.MachineLearningServices.RunStatusChanged` (and `RunCompleted`); the
+subscription (infra/) lets through only our jobs' terminal statuses. The event is only a hint to look now: the
+job is asked about once (one status call) and moved on by the same step a poll tick runs, so a duplicate, late
+or out-of-order event changes nothing, and a lost one is caught by the tick's backstop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from shared.core.naming import key_prefix_of
+from shared.core.polling import summary_of
+from shared.logcontext import about_job
+from shared.ports import ActiveEntry
+from shared.usecases.deps import Deps
+from shared.usecases.poll import poll_entry
+
+log = logging.getLogger("dropscore")
+
+RUN_EVENT_TYPES = frozenset(
+    {"Microsoft.MachineLearningServices.RunStatusChanged", "Microsoft.MachineLearningServices.RunCompleted"}
+)
+
+
+def on_run_event(deps: Deps, *, event_type: str, data: Mapping[str, object]) -> str:
+    """Check the job the event names; anything that is not about one of our unfinished jobs is logged and ignored."""
+    run_id = data.get("runId")
+    if event_type not in RUN_EVENT_TYPES or not isinstance(run_id, str):
+        log.info("Azure ML event %s without a run id of ours; ignored", event_type)
+        return "ignored:not-a-run-event"
+    prefix = key_prefix_of(run_id)
+    if prefix is None:
+        log.info("Azure ML event %s for run %s: not a dropscore job; ignored", event_type, run_id)
+        return "ignored:not-ours"
+    entry = _entry_for(deps, prefix, run_id)
+    if entry is None:
+        log.info("Azure ML event %s for run %s: no unfinished job of ours has it; ignored", event_type, run_id)
+        return "ignored:unknown-job"
+    with about_job(entry.job_id):
+        outcome = poll_entry(deps, entry, on_event=True)
+        log.info("job %s: Azure ML event %s (%s): %s", entry.job_id, event_type, data.get("runStatus", "-"), outcome)
+        return outcome
+
+
+def _entry_for(deps: Deps, prefix: str, run_id: str) -> ActiveEntry | None:
+    """The index row of the job whose Azure ML job is `run_id` (its summary, or else its ledger row, names it)."""
+    for entry in deps.store.find_active(prefix):
+        if entry.summary is not None and entry.summary.aml_job_name == run_id:
+            return entry
+        job = deps.store.get(entry.job_id)
+        if job is not None and job.aml_job_name == run_id:
+            return ActiveEntry(entry.job_id, entry.updated_at, summary_of(job))
+    return None

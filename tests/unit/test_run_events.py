@@ -1,0 +1,90 @@
+"""Azure ML run events against fakes: one status call per event, the poller only as a backstop."""
+
+from __future__ import annotations
+
+from shared.models import JobState, RemoteStatus
+from shared.usecases import intake, poll, runevents
+from tests.fakes import World, make_world, write_predictions
+
+CSV = b"carat,cut\n0.3,Ideal\n0.4,Good\n"
+STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
+
+
+def submitted(world: World, name: str = "day.csv") -> str:
+    etag = world.blobs.put("incoming", name, CSV)
+    job = intake.accept_blob(world.deps, container="incoming", name=name, size=len(CSV), etag=etag, url="u")
+    assert job is not None
+    assert job.state is JobState.SUBMITTED
+    return job.job_id
+
+
+def event(world: World, job_id: str, status: str = "Completed") -> str:
+    run_id = world.store.rows[job_id].aml_job_name
+    data = {"runId": run_id, "runStatus": status, "experimentName": "dropscore-ep"}
+    return runevents.on_run_event(world.deps, event_type=STATUS_CHANGED, data=data)
+
+
+def events_world() -> World:
+    world = make_world(AML_RUN_EVENTS="on", AML_EVENTS_BACKSTOP_SECONDS="300")
+    world.scoring.script = [RemoteStatus.QUEUED, RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1", "2"])
+    return world
+
+
+def test_a_completed_event_scores_the_job_with_one_status_call() -> None:
+    world = events_world()
+    job = submitted(world)
+    world.clock.advance(seconds=30)
+    assert poll.poll(world.deps).outcomes == {"waiting:events": 1}  # the tick leaves it to the events
+    assert world.scoring.status_calls == []
+    world.scoring.jobs[world.store.rows[job].aml_job_name].pop(0)  # Azure ML finished it
+    assert event(world, job) == "finished:Scored"
+    assert world.store.rows[job].state is JobState.SCORED
+    assert world.queue.messages == [job]
+    assert len(world.scoring.status_calls) == 1
+    # the same event again (Event Grid delivers at least once) moves nothing and queues nothing
+    assert event(world, job).startswith(("moved-elsewhere", "completing", "ensure"))
+    assert world.queue.messages == [job]
+
+
+def test_the_tick_backstops_a_lost_event_once_per_interval() -> None:
+    world = events_world()
+    world.scoring.script = [RemoteStatus.QUEUED]
+    job = submitted(world)
+    world.clock.advance(seconds=301)
+    assert poll.poll(world.deps).outcomes == {"waiting:Queued": 1}
+    assert len(world.scoring.status_calls) == 1
+    world.clock.advance(seconds=60)
+    poll.poll(world.deps)  # asked a minute ago: not again yet
+    assert len(world.scoring.status_calls) == 1
+    world.clock.advance(seconds=300)
+    poll.poll(world.deps)
+    assert len(world.scoring.status_calls) == 2
+    assert world.store.rows[job].state is JobState.SUBMITTED
+
+
+def test_without_events_every_tick_asks() -> None:
+    world = make_world()
+    submitted(world)
+    poll.poll(world.deps)
+    poll.poll(world.deps)
+    assert len(world.scoring.status_calls) == 2
+
+
+def test_events_about_other_runs_are_ignored_and_logged_never_an_error() -> None:
+    world = events_world()
+    job = submitted(world)
+    calls = world.scoring.status_calls
+    for data in ({"runId": "some-training-run"}, {"runId": "dropscore-" + "0" * 32 + "-1"}, {}):
+        assert runevents.on_run_event(world.deps, event_type=STATUS_CHANGED, data=data).startswith("ignored:")
+    assert runevents.on_run_event(world.deps, event_type="Other.Event", data={"runId": "x"}).startswith("ignored:")
+    assert calls == []
+    assert world.store.rows[job].state is JobState.SUBMITTED
+
+
+def test_an_event_for_an_earlier_attempt_is_ignored() -> None:
+    world = events_world()
+    job = submitted(world)
+    stale = world.store.rows[job].aml_job_name.rsplit("-", 1)[0] + "-0"
+    assert runevents.on_run_event(world.deps, event_type=STATUS_CHANGED, data={"runId": stale}) == "ignored:unknown-job"
+    assert world.scoring.status_calls == []
