@@ -86,6 +86,7 @@ bench: install
 	$(PY) bench/poll_tick.py
 	$(PY) bench/intake.py
 	$(PY) bench/burst.py
+	$(PY) bench/shard.py
 
 clean:
 	rm -rf .localdev .pytest_cache .mypy_cache .ruff_cache

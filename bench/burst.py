@@ -24,77 +24,27 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import requests  # noqa: E402
-from azure.storage.blob import BlobServiceClient  # noqa: E402
+from stack_runs import (  # noqa: E402
+    drop,
+    emulator_jobs,
+    inputs,
+    progress,
+    stamp,
+    wait_for_completions,
+)
 
-from localdev.eventgrid.eventlog import read_records  # noqa: E402
-from localdev.stack import Stack, StackOptions, down, job_counts, up  # noqa: E402
+from localdev.stack import StackOptions, down, up  # noqa: E402
 
 POLL_SECONDS = 2.0
 POLL_SCHEDULE = "*/2 * * * * *"  # the stack's default: a poll every 2 s
 SLACK_SECONDS = 10.0
-DEMO_CSV = REPO / "localdev" / "demo" / "diamonds.csv"
 STAGES = ("intake", "submit", "remote", "notice", "completion")
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def stamp(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def inputs(files: int, rows: int) -> dict[str, bytes]:
-    lines = DEMO_CSV.read_text(encoding="utf-8").splitlines()
-    header, body = lines[0], lines[1:]
-    starts = [i * rows % (len(body) - rows) for i in range(files)]  # every file gets `rows` rows
-    return {
-        f"burst/file-{i:04d}.csv": ("\n".join([header, *body[start : start + rows]]) + "\n").encode()
-        for i, start in enumerate(starts)
-    }
-
-
-def drop(stack: Stack, files: dict[str, bytes]) -> dict[str, float]:
-    """Upload every file at once; when each upload finished (epoch seconds)."""
-    container = BlobServiceClient.from_connection_string(
-        stack.env["AZURE_STORAGE_CONNECTION_STRING"]
-    ).get_container_client(stack.env["INPUT_CONTAINER"])
-
-    def put(item: tuple[str, bytes]) -> tuple[str, float]:
-        container.upload_blob(item[0], item[1], overwrite=True)
-        return item[0], time.time()
-
-    with ThreadPoolExecutor(16) as pool:
-        return dict(pool.map(put, files.items()))
-
-
-def completed_events(stack: Stack) -> dict[str, dict[str, Any]]:
-    """JobCompleted per input name: the event and when the topic accepted it (first delivery wins)."""
-    found: dict[str, dict[str, Any]] = {}
-    for record in read_records(Path(stack.env["EVENTS_LOG"])):
-        event = record["event"]
-        if event["type"] == "DropScore.JobCompleted":
-            found.setdefault(event["data"]["input"]["name"], {**event, "acceptedAt": stamp(record["receivedAt"])})
-    return found
-
-
-def emulator_jobs(stack: Stack) -> dict[str, dict[str, Any]]:
-    answer = requests.get(
-        stack.env["BATCH_ENDPOINT_URI"],
-        headers={"Authorization": f"Bearer {stack.env['BATCH_ENDPOINT_TOKEN']}"},
-        timeout=30,
-    )
-    answer.raise_for_status()
-    return {job["name"]: job for job in answer.json()["value"]}
 
 
 def stage_times(
@@ -162,18 +112,9 @@ def main() -> int:
         started = time.time()
         uploaded = drop(stack, files)
         progress("uploaded; waiting for every JobCompleted")
-        deadline = next_report = time.monotonic()
-        deadline += args.timeout
-        while len(events := completed_events(stack)) < len(files):
-            now = time.monotonic()
-            if now > deadline:
-                progress(f"timed out with {len(events)}/{len(files)} completed")
-                return 1
-            if now >= next_report:
-                states = job_counts(stack.env["AZURE_STORAGE_CONNECTION_STRING"], stack.env["JOBS_TABLE"])
-                progress(f"{len(events)}/{len(files)} completed; ledger: {dict(sorted(states.items()))}")
-                next_report = now + 10
-            time.sleep(0.25)
+        events = wait_for_completions(stack, len(files), timeout=args.timeout)
+        if events is None:
+            return 1
         progress("all completed")
         passed = report(started, uploaded, events, emulator_jobs(stack))
         return 0 if passed else 1

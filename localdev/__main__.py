@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m localdev", description="dropscore's local stack")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    start = commands.add_parser("up", help="start Azurite, the emulators and the Functions dev host")
+    start = commands.add_parser("up", help="start Azurite, the emulators, the run events topic and the dev host")
     start.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state, logs and stack.env (default .localdev)")
     start.add_argument("--models-dir", type=Path, help="where the demo model is built (default DIR/models)")
     start.add_argument("--model-dir", type=Path, help="serve this deployment folder instead of the demo model")
@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="functions_host",
         action="store_false",
         help="do not start the dev host (run `func start` with DIR/local.settings.json instead)",
+    )
+    start.add_argument(
+        "--no-aml-events",
+        dest="aml_events",
+        action="store_false",
+        help="no Azure ML run events topic (aml-events) and AML_RUN_EVENTS off: jobs end on the poll tick only",
     )
     start.add_argument("--timeout", type=float, default=90.0, help="seconds each part may take to come up")
 
@@ -77,6 +83,7 @@ def _up(args: argparse.Namespace) -> int:
         blob_scan_interval=args.blob_scan_interval,
         app_settings=dict(args.set),
         functions_host=args.functions_host,
+        aml_events=args.aml_events,
         timeout=args.timeout,
     )
     interrupt_on_sigterm()

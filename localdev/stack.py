@@ -1,143 +1,106 @@
 """The local stack: `python -m localdev up | down | status` (and `demo`, in localdev/stack_demo.py).
 
-`up` starts Azurite, the Azure ML batch endpoint emulator, the Event Grid emulator and the Functions
-dev host on free loopback ports, each detached in its own session so it outlives the command, and
-records them in `<dir>/stack.json` (pids, start times, logs) and `<dir>/stack.env` (what a client
-needs). Secrets (Azurite's connection string, the per-stack token and key) go only into stack.env
-(mode 0600), never to the terminal or a log.
+`up` starts Azurite, the Azure ML run events topic (aml-events), the Azure ML batch endpoint emulator, the
+Event Grid emulator and the Functions dev host on free loopback ports, each detached in its own session so it
+outlives the command, and records them in `<dir>/stack.json` (pids, start times, logs) and `<dir>/stack.env`
+(what a client needs). Secrets (Azurite's connection string, the per-stack token and keys) go only into
+stack.env (mode 0600), never to the terminal or a log. How each part starts: localdev/stack_parts.py and
+localdev/stack_amlevents.py.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import json
-import logging
-import os
 import secrets
 import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
 from localdev.batch_endpoint.config import WORKSPACE_ID as EMULATED_WORKSPACE_ID
-from localdev.procs import REPO_ROOT, Service, ServiceStartError
-from localdev.stack_procs import is_running, processes_mentioning, start_time, stop_group
+from localdev.stack_amlevents import (
+    AML_EVENTS,
+    ENDPOINT_ENV,
+    KEY_ENV,
+    LOG_ENV,
+    await_subscription,
+    host_webhook_code,
+    restart_aml_events,
+    start_aml_events_part,
+)
+from localdev.stack_parts import (
+    DEFAULT_DIR,
+    DEPLOYMENT,
+    OUTPUT_DATASTORE,
+    EventsTopic,
+    Part,
+    Stack,
+    StackError,
+    StackOptions,
+    StackPaths,
+    StackRunning,
+    create_storage,
+    free_ports,
+    random_key,
+    sample_settings,
+    start_azurite_part,
+    start_batch_endpoint_part,
+    start_eventgrid_part,
+    start_functions_host_part,
+    write_private,
+)
+from localdev.stack_procs import processes_mentioning, stop_group
 
-DEFAULT_DIR = Path(".localdev")
-SAMPLE_SETTINGS = REPO_ROOT / "local.settings.sample.json"
-DEPLOYMENT = "diamonds"
+__all__ = [
+    "DEFAULT_DIR",
+    "PART_ORDER",
+    "RESTARTABLE",
+    "Part",
+    "Stack",
+    "StackError",
+    "StackOptions",
+    "StackPaths",
+    "StackRunning",
+    "down",
+    "function_key",
+    "interrupt_on_sigterm",
+    "job_counts",
+    "load_stack",
+    "master_key",
+    "quiet_signals",
+    "read_env",
+    "read_parts",
+    "start_part",
+    "status",
+    "stop_part",
+    "summary",
+    "up",
+]
+
 EMULATED_ENDPOINT = "local-endpoint"  # the batch endpoint emulator's default --endpoint-name
-OUTPUT_DATASTORE = "dropscore_outputs"
-HOST_ID = "dropscore-local"
 DEFAULT_POLL_SCHEDULE = "*/2 * * * * *"
-# The containers the app reads or writes; created up front so a first upload has somewhere to go.
-CONTAINER_SETTINGS = (
+PART_ORDER = ("azurite", AML_EVENTS, "batch-endpoint", "eventgrid", "functions-host")
+# The app settings stack.env passes on to clients (container, table and queue names).
+CLIENT_SETTINGS = (
     "INPUT_CONTAINER",
     "OUTPUT_CONTAINER",
     "ARCHIVE_CONTAINER",
     "FAILED_CONTAINER",
     "REJECTED_CONTAINER",
     "AML_OUTPUT_CONTAINER",
+    "JOBS_TABLE",
+    "ACTIVE_JOBS_TABLE",
+    "COMPLETIONS_QUEUE",
 )
-PART_ORDER = ("azurite", "batch-endpoint", "eventgrid", "functions-host")
 CORE_TOOLS_URL = "http://localhost:7071"  # where `func start` listens when it replaces the dev host
-
-
-class StackError(RuntimeError):
-    """The stack could not do what was asked; the message says what and where to look."""
-
-
-class StackRunning(StackError):
-    """`up` was asked for while a stack from the same directory is still running."""
-
-
-@dataclass(frozen=True)
-class StackPaths:
-    root: Path
-
-    @classmethod
-    def at(cls, directory: Path) -> StackPaths:
-        return cls(directory.resolve())
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def state_file(self) -> Path:
-        return self.root / "stack.json"
-
-    @property
-    def env_file(self) -> Path:
-        return self.root / "stack.env"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.root / "stack.lock"
-
-    @property
-    def events_log(self) -> Path:
-        return self.root / "events.jsonl"
-
-    @property
-    def local_settings(self) -> Path:
-        return self.root / "local.settings.json"
-
-    @property
-    def keys_file(self) -> Path:
-        return self.root / "functions-host-keys.json"
-
-    def log(self, part: str) -> Path:
-        return self.logs / f"{part}.log"
-
-
-@dataclass
-class Part:
-    """One running piece of the stack as stack.json records it."""
-
-    name: str
-    pid: int
-    started: int | None
-    log: str
-    url: str
-
-    @property
-    def running(self) -> bool:
-        return is_running(self.pid, self.started)
-
-
-@dataclass
-class StackOptions:
-    directory: Path = DEFAULT_DIR
-    models_dir: Path | None = None  # default <directory>/models
-    model_dir: Path | None = None  # a deployment folder to serve instead of the demo model
-    functions_host: bool = True  # False: Core Tools (`func start`) runs the app instead
-    faults: str | None = None
-    job_seconds: float = 2.0
-    blob_scan_interval: float = 1.0
-    app_settings: dict[str, str] = field(default_factory=dict)
-    timeout: float = 90.0
-
-
-@dataclass
-class Stack:
-    """What `up` started; `env` is the content of stack.env."""
-
-    paths: StackPaths
-    parts: list[Part]
-    env: dict[str, str]
-    app_settings: dict[str, str]
-
-    def part(self, name: str) -> Part:
-        return next(p for p in self.parts if p.name == name)
 
 
 # ---------------------------------------------------------------- locking and state files
@@ -173,45 +136,16 @@ def read_env(paths: StackPaths) -> dict[str, str]:
     return values
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (stack.env holds the stack's token and keys)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    tmp.replace(path)
-
-
 def _write_state(paths: StackPaths, parts: list[Part]) -> None:
     doc = {
         "dir": str(paths.root),
         "startedAt": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "parts": [asdict(p) for p in parts],
     }
-    _write_private(paths.state_file, json.dumps(doc, indent=2) + "\n")
+    write_private(paths.state_file, json.dumps(doc, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------- up
-
-
-def sample_settings() -> dict[str, str]:
-    """The app settings of local.settings.sample.json (container, table and queue names, limits...)."""
-    doc = json.loads(SAMPLE_SETTINGS.read_text(encoding="utf-8"))
-    return {str(k): str(v) for k, v in doc["Values"].items()}
-
-
-def _random_key() -> str:
-    # Event Grid access keys are base64 of 32 random bytes; the emulator also accepts them in SAS tokens.
-    return base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def _record(service: Service, url: str) -> Part:
-    return Part(service.name, service.pid, start_time(service.pid), str(service.log_path), url)
-
-
-def _fail_part(name: str, log: Path, exc: BaseException) -> StackError:
-    return StackError(f"{name} failed to start (log: {log}):\n{exc}")
 
 
 def up(options: StackOptions, on_progress: Callable[[str], None] = print) -> Stack:
@@ -253,19 +187,71 @@ def _start_parts(paths: StackPaths, options: StackOptions, started: list[Part], 
         _write_state(paths, started)
 
     say("starting azurite ...")
-    connection = _start_azurite(paths, options, track)
+    connection = start_azurite_part(paths, options, track)
     settings = {**sample_settings(), **options.app_settings}
-    _create_storage(connection, settings)
+    create_storage(connection, settings)
+    # Picked together, so no two parts get the same one; the host's is known before it starts (aml-events
+    # delivers to it).
+    aml_port, batch_port, eventgrid_port, host_port = free_ports(4)
+    functions_url = f"http://127.0.0.1:{host_port}" if options.functions_host else CORE_TOOLS_URL
 
+    aml_events: EventsTopic | None = None
+    if options.aml_events:
+        say("starting the Azure ML run events topic (aml-events) ...")
+        code = host_webhook_code(paths) if options.functions_host else None
+        aml_key = random_key()
+        aml_endpoint = start_aml_events_part(
+            paths, options, key=aml_key, functions_url=functions_url, code=code, track=track, port=aml_port
+        )
+        aml_events = EventsTopic(aml_endpoint, aml_key)
     token = secrets.token_urlsafe(32)
     say("starting the batch endpoint emulator ...")
-    scoring_uri = _start_batch_endpoint(
-        paths, options, settings=settings, connection=connection, token=token, track=track
+    scoring_uri = start_batch_endpoint_part(
+        paths,
+        options,
+        settings=settings,
+        connection=connection,
+        token=token,
+        track=track,
+        events=aml_events,
+        port=batch_port,
     )
-    eventgrid_key = _random_key()
+    eventgrid_key = random_key()
     say("starting the Event Grid emulator ...")
-    topic_endpoint = _start_eventgrid(paths, options, eventgrid_key, track)
+    topic_endpoint = start_eventgrid_part(paths, options, eventgrid_key, track, port=eventgrid_port)
 
+    app_env = _app_settings(options, settings, connection=connection, scoring_uri=scoring_uri, token=token)
+    app_env |= {"EVENTGRID_TOPIC_ENDPOINT": topic_endpoint, "EVENTGRID_TOPIC_KEY": eventgrid_key}
+    # Core Tools users run `func start` with this file instead of the dev host.
+    write_private(paths.local_settings, json.dumps({"IsEncrypted": False, "Values": app_env}, indent=2) + "\n")
+    if options.functions_host:
+        say("starting the Functions dev host ...")
+        functions_url = start_functions_host_part(paths, options, app_env, track, port=host_port)
+        if aml_events is not None:
+            await_subscription(aml_events.endpoint, str(paths.log(AML_EVENTS)), options.timeout)
+
+    env = {
+        "AZURE_STORAGE_CONNECTION_STRING": connection,
+        **{key: settings[key] for key in CLIENT_SETTINGS},
+        "BATCH_ENDPOINT_URI": scoring_uri,
+        "BATCH_ENDPOINT_TOKEN": token,
+        "EVENTGRID_TOPIC_ENDPOINT": topic_endpoint,
+        "EVENTGRID_TOPIC_KEY": eventgrid_key,
+        "EVENTS_LOG": str(paths.events_log),
+        "FUNCTIONS_URL": functions_url,
+        "FUNCTIONS_KEYS_FILE": str(paths.keys_file),
+        "LOGS_DIR": str(paths.logs),
+    }
+    if aml_events is not None:
+        env |= {ENDPOINT_ENV: aml_events.endpoint, KEY_ENV: aml_events.key, LOG_ENV: str(paths.aml_events_log)}
+    write_private(paths.env_file, "".join(f"{key}={value}\n" for key, value in env.items()))
+    return Stack(paths, list(started), env, app_env)
+
+
+def _app_settings(
+    options: StackOptions, settings: dict[str, str], *, connection: str, scoring_uri: str, token: str
+) -> dict[str, str]:
+    """The app's settings on this stack: local.settings.sample.json, `--set`, and the stack's own endpoints."""
     app_env = {
         **settings,
         "AzureWebJobsStorage": connection,
@@ -281,169 +267,14 @@ def _start_parts(paths: StackPaths, options: StackOptions, started: list[Part], 
         # The emulator serves the deployment's model through ARM as Azure does, so inputs are checked against
         # the model's own signature before any job (`--set REQUIRED_COLUMNS=` turns the check off).
         "REQUIRED_COLUMNS": options.app_settings.get("REQUIRED_COLUMNS", "auto"),
-        "EVENTGRID_TOPIC_ENDPOINT": topic_endpoint,
-        "EVENTGRID_TOPIC_KEY": eventgrid_key,
         "POLL_SCHEDULE": options.app_settings.get("POLL_SCHEDULE", DEFAULT_POLL_SCHEDULE),
     }
-    # Core Tools users run `func start` with this file instead of the dev host.
-    _write_private(paths.local_settings, json.dumps({"IsEncrypted": False, "Values": app_env}, indent=2) + "\n")
-    functions_url = CORE_TOOLS_URL
-    if options.functions_host:
-        say("starting the Functions dev host ...")
-        functions_url = _start_functions_host(paths, options, app_env, track)
-
-    env = {
-        "AZURE_STORAGE_CONNECTION_STRING": connection,
-        "INPUT_CONTAINER": settings["INPUT_CONTAINER"],
-        "OUTPUT_CONTAINER": settings["OUTPUT_CONTAINER"],
-        "ARCHIVE_CONTAINER": settings["ARCHIVE_CONTAINER"],
-        "FAILED_CONTAINER": settings["FAILED_CONTAINER"],
-        "REJECTED_CONTAINER": settings["REJECTED_CONTAINER"],
-        "AML_OUTPUT_CONTAINER": settings["AML_OUTPUT_CONTAINER"],
-        "JOBS_TABLE": settings["JOBS_TABLE"],
-        "ACTIVE_JOBS_TABLE": settings["ACTIVE_JOBS_TABLE"],
-        "COMPLETIONS_QUEUE": settings["COMPLETIONS_QUEUE"],
-        "BATCH_ENDPOINT_URI": scoring_uri,
-        "BATCH_ENDPOINT_TOKEN": token,
-        "EVENTGRID_TOPIC_ENDPOINT": topic_endpoint,
-        "EVENTGRID_TOPIC_KEY": eventgrid_key,
-        "EVENTS_LOG": str(paths.events_log),
-        "FUNCTIONS_URL": functions_url,
-        "FUNCTIONS_KEYS_FILE": str(paths.keys_file),
-        "LOGS_DIR": str(paths.logs),
-    }
-    _write_private(paths.env_file, "".join(f"{key}={value}\n" for key, value in env.items()))
-    return Stack(paths, list(started), env, app_env)
-
-
-def _start_azurite(
-    paths: StackPaths,
-    options: StackOptions,
-    track: Callable[[Part], None],
-    *,
-    ports: tuple[int, int, int] | None = None,
-) -> str:
-    """Azurite, persisted in <dir>/azurite; returns its connection string."""
-    from localdev.azurite import start_azurite
-
-    log = paths.log("azurite")
-    try:
-        azurite = start_azurite(log, data_dir=paths.root / "azurite", timeout=options.timeout, ports=ports)
-    except ServiceStartError as exc:
-        raise _fail_part("azurite", log, exc) from None
-    track(_record(azurite.service, f"http://127.0.0.1:{azurite.blob_port}"))
-    return azurite.connection_string
-
-
-def _create_storage(connection: str, settings: dict[str, str]) -> None:
-    """Every container, table and queue the settings name, as infra/ creates them in Azure: uploads,
-    `status` and the health check work before the first job."""
-    from azure.core.exceptions import ResourceExistsError
-    from azure.data.tables import TableServiceClient
-    from azure.storage.blob import BlobServiceClient
-    from azure.storage.queue import QueueServiceClient
-
-    blobs = BlobServiceClient.from_connection_string(connection)
-    for key in CONTAINER_SETTINGS:
-        with contextlib.suppress(ResourceExistsError):
-            blobs.create_container(settings[key])
-    tables = TableServiceClient.from_connection_string(connection)
-    for key in ("JOBS_TABLE", "ACTIVE_JOBS_TABLE"):
-        tables.create_table_if_not_exists(settings[key])
-    with contextlib.suppress(ResourceExistsError):
-        QueueServiceClient.from_connection_string(connection).create_queue(settings["COMPLETIONS_QUEUE"])
-
-
-def _deployment_dir(paths: StackPaths, options: StackOptions) -> Path:
-    if options.model_dir is not None:
-        return options.model_dir
-    from localdev.demo.model import build
-
-    # MLflow warns about cloudpickle on every save; localdev/demo/model.py documents that choice.
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    mlflow_dir, _ = build(options.models_dir or paths.root / "models")
-    return mlflow_dir
-
-
-def _start_batch_endpoint(
-    paths: StackPaths,
-    options: StackOptions,
-    *,
-    settings: dict[str, str],
-    connection: str,
-    token: str,
-    track: Callable[[Part], None],
-) -> str:
-    from localdev.batch_endpoint.launcher import start_batch_endpoint
-
-    log = paths.log("batch-endpoint")
-    try:
-        model = _deployment_dir(paths, options)
-        service, scoring_uri = start_batch_endpoint(
-            connection_string=connection,
-            datastores={OUTPUT_DATASTORE: settings["AML_OUTPUT_CONTAINER"]},
-            deployments={DEPLOYMENT: model},
-            token=token,
-            log_path=log,
-            state_dir=paths.root / "batch-endpoint",
-            job_seconds=options.job_seconds,
-            faults=options.faults,
-            timeout=options.timeout,
-        )
-    except (ServiceStartError, OSError, ValueError) as exc:
-        raise _fail_part("batch-endpoint", log, exc) from None
-    track(_record(service, scoring_uri))
-    return scoring_uri
-
-
-def _start_eventgrid(
-    paths: StackPaths, options: StackOptions, key: str, track: Callable[[Part], None], *, port: int | None = None
-) -> str:
-    from localdev.eventgrid.launcher import start_eventgrid
-
-    log = paths.log("eventgrid")
-    try:
-        service, topic_endpoint = start_eventgrid(
-            key=key,
-            log_path=log,
-            events_log=paths.events_log,
-            dead_letter_dir=paths.root / "eventgrid" / "dead-letter",
-            state_dir=paths.root / "eventgrid" / "state",
-            port=port,
-            timeout=options.timeout,
-        )
-    except ServiceStartError as exc:
-        raise _fail_part("eventgrid", log, exc) from None
-    track(_record(service, topic_endpoint))
-    return topic_endpoint
-
-
-def _start_functions_host(
-    paths: StackPaths,
-    options: StackOptions,
-    app_env: dict[str, str],
-    track: Callable[[Part], None],
-    *,
-    port: int | None = None,
-) -> str:
-    from localdev.functions_host.launcher import start_functions_host
-
-    log = paths.log("functions-host")
-    try:
-        service, base_url = start_functions_host(
-            app_dir=REPO_ROOT,
-            env=app_env,
-            log_path=log,
-            keys_file=paths.keys_file,
-            blob_scan_interval=options.blob_scan_interval,
-            host_id=HOST_ID,
-            port=port,
-            timeout=options.timeout,
-        )
-    except ServiceStartError as exc:
-        raise _fail_part("functions-host", log, exc) from None
-    track(_record(service, base_url))
-    return base_url
+    if options.aml_events:
+        # Run events end jobs (aml_run_events); the poller asks Azure ML only every AML_EVENTS_BACKSTOP_SECONDS.
+        app_env["AML_RUN_EVENTS"] = options.app_settings.get("AML_RUN_EVENTS", "on")
+    if "ROUTES" in app_env:  # a route may name the emulator's scoring URI, known only now
+        app_env["ROUTES"] = app_env["ROUTES"].replace("{BATCH_ENDPOINT_URI}", scoring_uri)
+    return app_env
 
 
 def summary(stack: Stack) -> str:
@@ -457,6 +288,11 @@ def summary(stack: Stack) -> str:
         "",
         f"drop a file:   .venv/bin/python docs/examples/drop_file.py my.csv --stack-dir {rel}",
         f"watch events:  .venv/bin/python -m localdev.eventgrid tail --log {_short(paths.events_log)} --follow",
+        *(
+            [f"run events:    .venv/bin/python -m localdev.eventgrid tail --log {_short(paths.aml_events_log)} -f"]
+            if LOG_ENV in env
+            else []
+        ),
         f"jobs:          GET {env['FUNCTIONS_URL']}/api/jobs"
         + (f" (function key in {_short(paths.keys_file)})" if _has_host(stack) else " (once `func start` runs)"),
         f"func start:    cp {_short(paths.local_settings)} . (the app's settings for Azure Functions Core Tools)",
@@ -542,7 +378,7 @@ def down(directory: Path) -> list[str]:
 # ---------------------------------------------------------------- one part at a time (the chaos test)
 
 #: The parts `stop_part` and `start_part` can take down and bring back on their own.
-RESTARTABLE = ("azurite", "eventgrid", "functions-host")
+RESTARTABLE = ("azurite", AML_EVENTS, "eventgrid", "functions-host")
 
 
 def _recorded_part(paths: StackPaths, name: str) -> tuple[list[Part], Part]:
@@ -579,12 +415,14 @@ def start_part(options: StackOptions, name: str) -> Part:
         port = urlsplit(old.url).port
         restarted: list[Part] = []
         if name == "azurite":
-            _start_azurite(paths, options, restarted.append, ports=_azurite_ports(env))
+            start_azurite_part(paths, options, restarted.append, ports=_azurite_ports(env))
+        elif name == AML_EVENTS:
+            restart_aml_events(paths, options, env, parts, track=restarted.append, port=port)
         elif name == "eventgrid":
-            _start_eventgrid(paths, options, env["EVENTGRID_TOPIC_KEY"], restarted.append, port=port)
+            start_eventgrid_part(paths, options, env["EVENTGRID_TOPIC_KEY"], restarted.append, port=port)
         else:
             app_env = json.loads(paths.local_settings.read_text(encoding="utf-8"))["Values"]
-            _start_functions_host(paths, options, app_env, restarted.append, port=port)
+            start_functions_host_part(paths, options, app_env, restarted.append, port=port)
         [new] = restarted
         _write_state(paths, [new if p.name == name else p for p in parts])
     return new

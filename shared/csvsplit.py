@@ -10,15 +10,18 @@ hold no row). An input without data rows (empty, header only, ...) gives no part
 lines after the last row stay in the last part, so every part has rows.
 
 The input is read in blocks of whole lines (`block_bytes`). Lines without a quote or a lone CR (nearly all
-of a real file) are counted with byte operations: line breaks, minus blank lines. The lines from a block's
-first quote to its last are counted by the csv module, and when a quoted cell runs on past the block, the
-csv module reads on as the join does (`RecordReader`). Quote parity would not do: the csv module (and
-pandas) reads a quote inside an unquoted cell (`5'10"`) as a character. A part is cut only between blocks
-where no quoted cell is open, before one where a row starts, once it holds `part_bytes`: it then holds less
-than a block and a record more. Block ends depend on the bytes only, never on the chunks they came in, so
-an input always splits into the same parts. The blocks are pieces of the chunks, and a part hands on the
-chunks themselves: only a chunk a part boundary falls in, a line that runs from one chunk into the next and
-the text the csv module reads are copied.
+of a real file) are counted with byte operations: line breaks, minus blank lines. Lines with quotes are
+counted as the csv module reads them: when quotes are few and each opens or ends a whole quoted cell (RFC
+4180), by making each such cell one character; otherwise by the csv module itself. Quote parity alone would
+not do: the csv module (and pandas) reads a quote inside an unquoted cell (`5'10"`) as a character. A block
+with an odd count of quotes is counted with the next ones (a quoted cell most likely runs on), and when the
+csv module finds a cell still open at the end, as much again is read. A part is cut only between such runs,
+before one where a row starts, once it holds `part_bytes`. Memory: a few blocks, or one record longer than
+that (several times over while the csv module reads it).
+
+Block ends depend on the bytes only, never on the chunks they came in, so an input always splits into the
+same parts. The blocks are pieces of the chunks, and a part hands on the chunks themselves: only a chunk a
+part boundary falls in, a line that runs from one chunk into the next, and lines with quotes are copied.
 """
 
 from __future__ import annotations
@@ -33,14 +36,16 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from shared.csvfiles import is_blank_line
-from shared.csvjoin.blocks import BOM, RecordReader, check_utf8
+from shared.csvjoin.blocks import BOM, check_utf8
 from shared.errors import InputInvalid
 
 #: Bytes read as one block: about the most the split holds, beside one record longer than that.
 BLOCK_BYTES = 1024 * 1024
+# How many blocks a run with an odd count of quotes may take before it is counted anyway.
+_MAX_PARITY_RUN = 8
 _LONE_CR = re.compile(rb"\r[^\n]")
-# Where a record of one blank cell (`  `, `"  "`, `""  `) may start: a line break, up to two quotes, a blank.
-_BLANK_CELL = re.compile(rb'[\n\r]"?"?[ \t]')
+# A quoted cell of blanks: alone on its line, it makes the line blank.
+_BLANK_QUOTED_CELL = re.compile(rb'"[ \t]+"')
 _LF, _CR = ord("\n"), ord("\r")
 #: bytes[start:end], without copying them.
 _Piece = tuple[bytes, int, int]
@@ -158,7 +163,7 @@ class CsvSplitter:
             header, start, first_block = found
             for _ in output.until(start, whole_chunks_only=False):
                 pass  # what precedes the first row is in no part
-            segments = _segments(itertools.chain([first_block], blocks), self._delimiter)
+            segments = _segments(itertools.chain([first_block], blocks), self._delimiter, size=self._block_bytes)
             split = _Split(header, segments, output, self._part_bytes)
             opening: _Segment | None = next(segments)
             first_row = 0
@@ -295,7 +300,8 @@ class _LineSource:
         self._lines: deque[str] = deque()
         self._block = b""
         self._offset = 0  # where the next line starts in _block
-        self._taken: list[bytes] = []
+        self._taken: list[_Piece] = []  # one piece a block, not a line: a record may have millions of lines
+        self._new_block = False  # the next line taken starts a piece (blocks may be one cached object, b"\n")
         self.position = 0  # the input offset of the next line
         self.ended = False
 
@@ -309,51 +315,56 @@ class _LineSource:
                 self.ended = True
                 raise StopIteration
             check_utf8(block)
-            self._block, self._offset, text = block, 0, block.decode("utf-8")
+            self._block, self._offset, self._new_block, text = block, 0, True, block.decode("utf-8")
             if self.position == 0 and block.startswith(BOM):  # opening the input: no text, in no part
                 self._offset, self.position, text = len(BOM), len(BOM), text[1:]
             self._lines.extend(io.StringIO(text, newline=""))
         line = self._lines.popleft()
-        end = self._offset + len(line.encode("utf-8"))
-        self._taken.append(self._block[self._offset : end])
+        end = self._offset + (len(line) if line.isascii() else len(line.encode("utf-8")))
+        if self._taken and not self._new_block:
+            self._taken[-1] = (self._block, self._taken[-1][1], end)
+        else:
+            self._taken.append((self._block, self._offset, end))
+        self._new_block = False
         self.position += end - self._offset
         self._offset = end
         return line
 
     def take(self) -> bytes:
-        taken, self._taken = b"".join(self._taken), []
+        taken, self._taken = _joined(self._taken), []
         return taken
 
     def rest_of_block(self) -> tuple[bytes, int]:
         return self._block, self._offset
 
 
-def _segments(blocks: Iterator[list[_Piece]], delimiter: str) -> Iterator[_Segment]:
+def _segments(blocks: Iterator[list[_Piece]], delimiter: str, *, size: int) -> Iterator[_Segment]:
     """The input's blocks, from a record boundary on, in runs that end outside any quoted cell."""
-    taken, ended = 0, False
-
-    def read_on() -> Iterator[bytes]:
-        """The blocks the csv reader reads on into while a quoted cell is open (taken from `blocks`)."""
-        nonlocal taken, ended
-        for block in blocks:
-            data = _joined(block)
-            taken += len(data)
-            yield data
-        ended = True
-
-    reader = RecordReader(read_on(), delimiter=delimiter)
     counter = _RowCounter(delimiter)
-    for block in blocks:
-        length = sum(end - start for _, start, end in block)
-        rows = counter.rows(block)
-        if rows is None:  # a quoted cell runs on past the block
-            taken = 0
-            records = reader.records(_joined(block))
-            if ended:
+    for first in blocks:
+        run, length, quotes = first, _length(first), _quotes(first)
+        # An odd count of quotes: a quoted cell most likely runs on past the block (not for sure: a quote in an
+        # unquoted cell is a character). Read on while it stays odd, a few blocks at most, then count once.
+        while quotes % 2 and length < _MAX_PARITY_RUN * size and (following := next(blocks, None)) is not None:
+            run, length, quotes = run + following, length + _length(following), quotes + _quotes(following)
+        while (rows := counter.rows(run)) is None:  # a quoted cell does run on: read as much again, count again
+            read = 0
+            for following in blocks:
+                run, read = run + following, read + _length(following)
+                if read >= length:
+                    break
+            if not read:
                 raise _unclosed_quote()
-            length += taken
-            rows = sum(map(_is_row, records))
+            length += read
         yield _Segment(length, rows)
+
+
+def _length(block: list[_Piece]) -> int:
+    return sum(end - start for _, start, end in block)
+
+
+def _quotes(block: list[_Piece]) -> int:
+    return sum(data.count(b'"', start, end) for data, start, end in block if data.find(b'"', start, end) >= 0)
 
 
 class _RowCounter:
@@ -368,24 +379,33 @@ class _RowCounter:
         # regular expression with a literal first byte: one pass, several times faster than an `in` per pair.
         self._blank_starts = b"\n\r" + self._blank
         self._blank_line = re.compile(b"\n[%s]" % re.escape(self._blank_starts))
-        # A last line of its own, read as a record only when the text ended outside a quoted cell (as csvfiles).
+        # A character that is no delimiter: the last line of the text the csv module reads (a record of its
+        # own only when the text ended outside a quoted cell, as in csvfiles), and what a quoted cell is made.
         self._end = "x" if delimiter != "x" else "y"
+        # A whole quoted cell: a quote where a cell starts, its text, the quote that ends the cell. (Not for a
+        # delimiter of several bytes: a byte class cannot say where a cell starts.)
+        cut = re.escape(encoded) + rb"\r\n"
+        quoted_cell = rb'"(?<![^%s]")[^"]*+(?:""[^"]*+)*+"(?![^%s])' % (cut, cut)
+        self._quoted_cell = re.compile(quoted_cell) if len(encoded) == 1 else None
 
     def rows(self, block: list[_Piece]) -> int | None:
         rows = self._plain(block)
-        if rows is not None:
-            return rows
-        data = _joined(block)
-        first, last = data.find(b'"'), data.rfind(b'"')  # the lines before and after these are plain
-        start = data.rfind(b"\n", 0, first) + 1 if first >= 0 else 0
-        end = _line_end(data, last) if last >= 0 else -1
-        end = end if end >= 0 else len(data)
-        before = self._plain([(data, 0, start)]) if start else 0
-        after = self._plain([(data, end, len(data))]) if end < len(data) else 0
-        if before is None or after is None:  # a lone CR there too
-            start, end, before, after = 0, len(data), 0, 0
-        quoted = self._parsed(data[start:end])
-        return None if quoted is None else before + quoted + after
+        if rows is None:
+            data = _joined(block)
+            rows = self._rfc(data)
+            if rows is None:
+                rows = self._parsed(data)
+        return rows
+
+    def _rfc(self, data: bytes) -> int | None:
+        """The rows of `data` when each quote in it opens or ends a whole quoted cell (RFC 4180, as nearly every
+        file): each such cell made one character, the lines are plain. None when a quote is something else (in
+        an unquoted cell, a cell left open), or a line may be one blank quoted cell. With more than a few
+        quotes, the cells' replacing would take longer than the csv module."""
+        if self._quoted_cell is None or data.count(b'"') * 12 > len(data) or _BLANK_QUOTED_CELL.search(data):
+            return None
+        cells_replaced = self._quoted_cell.sub(self._end.encode(), data)
+        return None if b'"' in cells_replaced else self._plain([(cells_replaced, 0, len(cells_replaced))])
 
     def _plain(self, block: list[_Piece]) -> int | None:
         """The rows of pieces that each start and end at a line's ends; None when one holds a quote or a lone CR."""
@@ -410,10 +430,8 @@ class _RowCounter:
         check_utf8(data)
         text = data.decode("utf-8")
         text += self._end if text.endswith(("\n", "\r")) else "\n" + self._end
-        maybe_blank_cell = _BLANK_CELL.match(b"\n" + data[:3]) or _BLANK_CELL.search(data)
-        # Without a record of one blank cell, the only blank records are the empty ones: filter(None) drops them.
         records = csv.reader(io.StringIO(text, newline=""), delimiter=self._delimiter)
-        numbered = zip(filter(_is_row if maybe_blank_cell else None, records), itertools.count())
+        numbered = zip(filter(_is_row, records), itertools.count())
         ((record, index),) = deque(numbered, maxlen=1)
         return index if record == [self._end] else None
 

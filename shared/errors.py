@@ -36,6 +36,12 @@ class TransientError(DropScoreError):
     code = "Transient"
 
 
+class EventTooEarly(TransientError):
+    """An Azure ML run event for a job whose POST's answer is not recorded yet: deliver the event again later."""
+
+    code = "EventTooEarly"
+
+
 class PermanentError(DropScoreError):
     """Retrying the same request cannot succeed."""
 

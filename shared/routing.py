@@ -116,6 +116,8 @@ def _route(
     if "requiredColumns" in item:
         columns, discover = _columns(f"{where}.requiredColumns", item["requiredColumns"], problems)
     endpoint_name = item.get("endpointName") or (endpoint_name_from_uri(uri) if uri else None)
+    if not endpoint_name and uri and uri == default.endpoint_uri:  # the default's endpoint: its name too
+        endpoint_name = default.endpoint_name
     if discover and uri and not endpoint_name:
         inherited = "" if "requiredColumns" in item else " (inherited from REQUIRED_COLUMNS)"
         problems.append(

@@ -11,6 +11,7 @@ from pathlib import Path
 # Secrets come through the environment: a command line is visible to every user in `ps`.
 TOKEN_ENV = "BATCH_ENDPOINT_TOKEN"  # noqa: S105 - the variable name, not a secret
 STORAGE_CONNECTION_STRING_ENV = "BATCH_ENDPOINT_STORAGE_CONNECTION_STRING"
+EVENTS_KEY_ENV = "BATCH_ENDPOINT_EVENTS_KEY"
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -36,8 +37,32 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-dir", type=Path, default=None, help="persist jobs here to survive restarts")
     serve.add_argument("--job-seconds", type=float, default=2.0, help="minimum wall time of a job's status walk")
     serve.add_argument("--faults", default="", help="fault spec, e.g. invoke_429_first=2,fail_match=bad")
-    serve.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2), help="scoring processes")
-    serve.add_argument("--endpoint-name", default="local-endpoint")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=max(2, os.cpu_count() or 2),
+        help="scoring processes shared by all jobs (default max(2, cpu count))",
+    )
+    serve.add_argument(
+        "--row-cost-us",
+        type=float,
+        default=0.0,
+        help="benchmarks: a worker sleeps this many microseconds per scored row (default 0)",
+    )
+    serve.add_argument(
+        "--max-active-jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="capacity: while N jobs are active (not finished), an invoke is answered 429 (default 0: no limit)",
+    )
+    serve.add_argument(
+        "--events-topic",
+        default=None,
+        metavar="URL",
+        help=f"publish Azure ML run events (Event Grid schema) to this topic endpoint; its key in ${EVENTS_KEY_ENV}",
+    )
+    serve.add_argument("--endpoint-name", default="local-endpoint", help="in job ids; the run events' experiment")
     serve.add_argument("--log-level", default="info")
     return parser
 
@@ -61,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.datastore:
         print("error: at least one --datastore NAME=CONTAINER is required", file=sys.stderr)
         return 2
+    events_key = os.environ.get(EVENTS_KEY_ENV)
+    if args.events_topic and not events_key:
+        print(f"error: --events-topic needs the topic key in ${EVENTS_KEY_ENV}", file=sys.stderr)
+        return 2
+    if args.row_cost_us < 0 or args.max_active_jobs < 0:
+        print("error: --row-cost-us and --max-active-jobs cannot be negative", file=sys.stderr)
+        return 2
     try:
         deployments = {name: load_deployment(name, Path(path)) for name, path in args.deployment}
         faults = FaultSpec.parse(args.faults)
@@ -77,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         workers=max(1, args.workers),
         faults=faults,
         endpoint_name=args.endpoint_name,
+        row_cost_us=args.row_cost_us,
+        max_active_jobs=args.max_active_jobs,
+        events_topic=args.events_topic,
+        events_key=events_key,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # The Azure SDK logs every request at INFO; keep the emulator's log about jobs.

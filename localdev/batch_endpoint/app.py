@@ -6,7 +6,6 @@ import asyncio
 import hmac
 import json
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -22,32 +21,12 @@ from localdev.batch_endpoint.faults import Faults, FaultSpec, InvokeFault
 from localdev.batch_endpoint.hangup import HUNG_UP_STATUS, OpenConnections
 from localdev.batch_endpoint.jobs import JobManager
 from localdev.batch_endpoint.request import parse_job_request
+from localdev.batch_endpoint.stats import RouteStats
 from localdev.batch_endpoint.workspace import ARM_WORKSPACE, add_workspace_routes, publish_models
 
 ARM_JOB = ARM_WORKSPACE + "/jobs/{name}"
 
 log = logging.getLogger("batch_endpoint")
-
-
-class RouteStats:
-    """Request counts per route template and status code (the benchmarks read them)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-
-    def add(self, route: str, status: int) -> None:
-        with self._lock:
-            self._counts[route]["count"] += 1
-            self._counts[route][str(status)] += 1
-
-    def snapshot(self) -> dict[str, dict[str, int]]:
-        with self._lock:
-            return {route: dict(counts) for route, counts in self._counts.items()}
-
-    def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
 
 
 def _error(exc: ApiError) -> JSONResponse:
@@ -109,6 +88,8 @@ def create_app(config: EmulatorConfig, *, connections: OpenConnections | None = 
         response = await call_next(request)
         route = request.scope.get("route")
         stats.add(f"{request.method} {getattr(route, 'path', 'unmatched')}", response.status_code)
+        if response.status_code == 429:
+            manager.counters.throttled()
         return response
 
     _add_error_handlers(app)
@@ -172,6 +153,7 @@ def _add_job_routes(
     @app.get("/jobs/{name}")
     async def job_status(name: str, request: Request) -> dict[str, Any]:
         _check_token(request, config.token)
+        manager.counters.status_call(name)
         refusal = faults.status_fault()
         if refusal is not None:
             raise _injected_refusal(refusal, faults.spec.retry_after)
@@ -200,18 +182,38 @@ def _add_admin_routes(
 ) -> None:
     @app.get("/_emulator/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "deployments": list(config.deployments), "datastores": config.datastores}
+        return {
+            "status": "ok",
+            "deployments": list(config.deployments),
+            "datastores": config.datastores,
+            "workers": {"size": manager.pool.size, "warm": manager.pool.warm()},
+            "rowCostUs": config.row_cost_us,
+            "maxActiveJobs": config.max_active_jobs,
+            "eventsTopic": manager.events.safe_topic,
+        }
+
+    @app.get("/_emulator/events")
+    async def run_events(job: str | None = None) -> dict[str, Any]:
+        return manager.events.snapshot(job)
+
+    @app.get("/_emulator/jobs/{name}/minibatches")
+    async def mini_batches(name: str) -> dict[str, Any]:
+        trace = manager.scorer.trace.get(name)
+        if trace is None:
+            raise ApiError(404, "NotFound", f"No mini-batch trace for job '{name}' (not scored since the start).")
+        return {"value": trace}
 
     @app.get("/_emulator/stats")
     async def get_stats() -> dict[str, Any]:
         jobs: dict[str, int] = defaultdict(int)
         for job in manager.list_jobs():
             jobs[job["properties"]["status"]] += 1
-        return {"routes": stats.snapshot(), "jobs": dict(jobs)}
+        return {**manager.counters.snapshot(), "routes": stats.snapshot(), "jobs": dict(jobs)}
 
     @app.delete("/_emulator/stats")
     async def reset_stats() -> Response:
         stats.reset()
+        manager.counters.reset()
         return Response(status_code=204)
 
     @app.get("/_emulator/faults")

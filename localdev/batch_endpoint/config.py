@@ -31,6 +31,13 @@ class EmulatorConfig:
     workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     faults: FaultSpec = field(default_factory=FaultSpec)
     endpoint_name: str = "local-endpoint"
+    # Benchmarks: each worker sleeps this many microseconds per scored row (after scoring a mini-batch).
+    row_cost_us: float = 0.0
+    # Jobs active at once (not in a terminal state); one more invoke is answered 429. 0 = no limit.
+    max_active_jobs: int = 0
+    # Azure ML run events go to this Event Grid topic (Event Grid schema), with this key (aeg-sas-key).
+    events_topic: str | None = None
+    events_key: str | None = field(default=None, repr=False)
 
     @property
     def default_deployment(self) -> str | None:

@@ -35,3 +35,11 @@ NO_DEPLOYMENT_MESSAGE = (
     "No valid deployments to route to. Please check that the endpoint has at least one deployment with "
     "positive weight values or use a deployment specific header to route."
 )
+
+
+class JobCanceledError(Exception):
+    """The job saw its cancel event."""
+
+
+class JobFailedError(Exception):
+    """The job ends Failed with this message in properties.error."""

@@ -1,5 +1,5 @@
 """Fault injection for tests: throttled, failing or lost invokes, throttled status reads, failing or
-stuck jobs, slow status reads.
+stuck jobs, slow status reads, lost or late run events.
 
 Spec syntax: comma-separated `key=value` pairs, e.g. `invoke_429_first=2,fail_match=bad-model`.
     invoke_429=F / invoke_500=F          fraction (0..1) of invokes answered 429 / 500, nothing created
@@ -18,9 +18,12 @@ Spec syntax: comma-separated `key=value` pairs, e.g. `invoke_429_first=2,fail_ma
     stuck_jobs=F / stuck_jobs_first=N / stuck_match=TEXT   jobs that stay Running until canceled
     slow_status=S                        every GET /jobs/{name} waits S seconds first: latency, e.g. 0.05
                                          for a round trip to Azure (concurrent reads wait side by side)
+    events_drop=F                        fraction (0..1) of Azure ML run events never published (1 = all)
+    events_delay_seconds=S               every run event is published S seconds after its status change
     seed=N                               seed of the random draws behind fractions (default 0)
-Fractions draw from seeded RNGs, one for invokes and jobs and one for status reads (so the poller's
-reads do not shift which invokes fail): a given sequence of requests always meets the same faults.
+Fractions draw from seeded RNGs, one for invokes and jobs, one for status reads and one for run
+events (so neither the poller's reads nor the events shift which invokes and jobs fail): a given
+sequence of requests always meets the same faults.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from typing import Any, TypeVar
 DEFAULT_FAIL_MESSAGE = "Injected failure (emulator fault)."
 
 K = TypeVar("K")
+# Float faults that are seconds, not fractions.
+_DURATIONS = frozenset({"slow_status", "events_delay_seconds"})
 
 
 class InvokeFault(enum.Enum):
@@ -70,6 +75,8 @@ class FaultSpec:
     stuck_jobs_first: int = 0
     stuck_match: str = ""
     slow_status: float = 0.0
+    events_drop: float = 0.0
+    events_delay_seconds: float = 0.0
     seed: int = 0
 
     @classmethod
@@ -84,7 +91,7 @@ class FaultSpec:
                 value: Any = int(raw) if kind == "int" else float(raw) if kind == "float" else str(raw)
             except (TypeError, ValueError):
                 raise ValueError(f"fault '{key}' needs a {kind}, got {raw!r}") from None
-            if kind == "float" and key != "slow_status" and not 0.0 <= value <= 1.0:
+            if kind == "float" and key not in _DURATIONS and not 0.0 <= value <= 1.0:
                 raise ValueError(f"fault '{key}' is a fraction between 0 and 1")
             if kind in {"int", "float"} and key != "seed" and value < 0:
                 raise ValueError(f"fault '{key}' cannot be negative")
@@ -157,6 +164,7 @@ class Faults:
     injected: Counter[str] = field(default_factory=Counter)
     _rng: random.Random = field(default_factory=lambda: random.Random(0))  # noqa: S311
     _status_rng: random.Random = field(default_factory=lambda: random.Random("status:0"))  # noqa: S311
+    _events_rng: random.Random = field(default_factory=lambda: random.Random("events:0"))  # noqa: S311
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def replace(self, spec: FaultSpec) -> None:
@@ -167,6 +175,7 @@ class Faults:
             # Fault draws for tests, not security.
             self._rng = random.Random(spec.seed)  # noqa: S311
             self._status_rng = random.Random(f"status:{spec.seed}")  # noqa: S311
+            self._events_rng = random.Random(f"events:{spec.seed}")  # noqa: S311
 
     def invoke_fault(self) -> InvokeFault | None:
         """What to do to this invoke instead of (or after) accepting it, if anything."""
@@ -185,6 +194,17 @@ class Faults:
             if status is not None:
                 self.injected[f"status {status}"] += 1
             return status
+
+    def event_fault(self) -> tuple[bool, float]:
+        """For one run event about to be queued: (dropped, seconds to hold it back)."""
+        with self._lock:
+            dropped = self._events_rng.random() < self.spec.events_drop
+            delay = self.spec.events_delay_seconds
+            if dropped:
+                self.injected["event dropped"] += 1
+            elif delay > 0:
+                self.injected["event delayed"] += 1
+            return dropped, delay
 
     def job_fault(self, input_uri: str) -> str | None:
         """'fail' or 'stuck' for a job being accepted now; decided once and stored on the job."""

@@ -17,14 +17,18 @@ class WorkerPool:
         self.size = size
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
+        self._warming: list[Future[Any]] = []
 
     def _fresh(self) -> ProcessPoolExecutor:
         # spawn, not fork: the server process has threads and an event loop that must not be copied.
         return ProcessPoolExecutor(max_workers=self.size, mp_context=multiprocessing.get_context("spawn"))
 
     def warm_up(self, mlflow_paths: list[str]) -> None:
-        for _ in range(self.size):
-            self.submit(worker.warm_up, mlflow_paths)
+        self._warming = [self.submit(worker.warm_up, mlflow_paths) for _ in range(self.size)]
+
+    def warm(self) -> int:
+        """How many of the start-up warm-up tasks (imports, MLflow models) have finished."""
+        return sum(1 for future in self._warming if future.done())
 
     def submit(self, fn: Any, *args: Any) -> Future[Any]:
         with self._lock:

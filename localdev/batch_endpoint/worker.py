@@ -12,6 +12,7 @@ import importlib.util
 import os
 import re
 import sys
+import time
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from typing import Any, BinaryIO
 
 MLFLOW_FILE_TYPES = (".csv", ".parquet", ".pqt")
 _SCRIPT_CACHE_SIZE = 4
+#: With a row cost, an MLflow model predicts a file in slices of this many rows, each followed by its sleep.
+COST_SLICE_ROWS = 50_000
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 
 _mlflow_models: dict[str, Any] = {}
@@ -36,6 +39,8 @@ class MiniBatchTask:
     part_path: str
     output_action: str
     env: dict[str, str] = field(default_factory=dict)
+    # The emulator's fixed scoring cost: the worker sleeps this many microseconds per scored row.
+    row_cost_us: float = 0.0
 
 
 @dataclass
@@ -45,6 +50,13 @@ class MiniBatchResult:
     rows: int = 0
     error: str | None = None
     init_error: bool = False
+    # Which worker ran the attempt and when (epoch seconds): the job's mini-batch trace, and the
+    # completion order of the append_row merge.
+    pid: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+    # CPU seconds the worker process spent on it (all its threads); the row cost's sleep is not CPU.
+    cpu: float = 0.0
 
 
 class InitError(Exception):
@@ -115,7 +127,7 @@ def _prediction_values(predictions: Any) -> Any:
     return array
 
 
-def _write_numeric_lines(out: BinaryIO, values: Any, file_name: str) -> bool:
+def _write_numeric_lines(out: BinaryIO, values: Any, file_name: str, first_row: int = 0) -> bool:
     """Arrow's CSV writer for plain numeric predictions (about 8x faster than pandas); False = not handled.
 
     Arrow prints the shortest repr that round-trips each double, as pandas does, so the bytes parse back
@@ -131,7 +143,7 @@ def _write_numeric_lines(out: BinaryIO, values: Any, file_name: str) -> bool:
         return False  # pandas and Arrow spell NaN/inf differently; keep pandas' spelling
     table = pa.table(
         {
-            "row": pa.array(np.arange(len(values), dtype=np.int64)),
+            "row": pa.array(np.arange(first_row, first_row + len(values), dtype=np.int64)),
             "prediction": pa.array(values),
             "file_name": pa.array([file_name] * len(values), type=pa.string()),
         }
@@ -141,9 +153,6 @@ def _write_numeric_lines(out: BinaryIO, values: Any, file_name: str) -> bool:
 
 
 def _score_mlflow(task: MiniBatchTask) -> MiniBatchResult:
-    import numpy as np
-    import pandas as pd
-
     model = _load_mlflow(task.deployment_path)
     required = _required_columns(model)
     rows = 0
@@ -156,12 +165,30 @@ def _score_mlflow(task: MiniBatchTask) -> MiniBatchResult:
                 raise ValueError(
                     f"Input file '{path.name}' does not match the model signature: missing columns {missing}."
                 )
-            values = _prediction_values(model.predict(frame))
-            if not _write_numeric_lines(out, values, path.name):
-                lines = pd.DataFrame({"row": np.arange(len(values)), "prediction": values, "file_name": path.name})
-                lines.to_csv(out, header=False, index=False, lineterminator="\n")
-            rows += len(values)
+            rows += _predict_into(out, model, frame, path.name, task.row_cost_us)
     return MiniBatchResult(ok=True, succeeded_items=len(task.files), rows=rows)
+
+
+def _predict_into(out: BinaryIO, model: Any, frame: Any, file_name: str, row_cost_us: float) -> int:
+    """Predict a file's rows and write their lines. With a row cost, in slices of COST_SLICE_ROWS rows, each
+    followed by its sleep: the cost is paid as rows are scored, so parallel workers' CPU overlaps their
+    sleeps as on separate nodes (the rows are the same, numbered across slices); otherwise in one call."""
+    import numpy as np
+    import pandas as pd
+
+    step = COST_SLICE_ROWS if row_cost_us > 0 else max(1, len(frame))
+    slices = [frame] if len(frame) <= step else (frame.iloc[i : i + step] for i in range(0, len(frame), step))
+    first_row = 0
+    for piece in slices:
+        values = _prediction_values(model.predict(piece))
+        if not _write_numeric_lines(out, values, file_name, first_row):
+            rows = np.arange(first_row, first_row + len(values))
+            lines = pd.DataFrame({"row": rows, "prediction": values, "file_name": file_name})
+            lines.to_csv(out, header=False, index=False, lineterminator="\n")
+        first_row += len(values)
+        if row_cost_us > 0:
+            time.sleep(len(values) * row_cost_us / 1e6)
+    return first_row
 
 
 def _load_script(task: MiniBatchTask) -> ModuleType:
@@ -216,15 +243,24 @@ def _score_script(task: MiniBatchTask) -> MiniBatchResult:
     return MiniBatchResult(ok=True, succeeded_items=min(count, len(task.files)), rows=count)
 
 
-def run_mini_batch(task: MiniBatchTask) -> MiniBatchResult:
-    """Score one mini-batch; never raises, so one bad batch cannot break the pool."""
+def _score(task: MiniBatchTask) -> MiniBatchResult:
     try:
-        if task.kind == "mlflow":
-            return _score_mlflow(task)
-        return _score_script(task)
+        result = _score_mlflow(task) if task.kind == "mlflow" else _score_script(task)
     except InitError as exc:
         return MiniBatchResult(ok=False, error=str(exc), init_error=True)
     except Exception as exc:
         with contextlib.suppress(OSError):
             Path(task.part_path).unlink()
         return MiniBatchResult(ok=False, error=last_line(exc))
+    if task.row_cost_us > 0 and result.rows and task.kind != "mlflow":  # an MLflow model paid it as it went
+        time.sleep(result.rows * task.row_cost_us / 1e6)
+    return result
+
+
+def run_mini_batch(task: MiniBatchTask) -> MiniBatchResult:
+    """Score one mini-batch; never raises, so one bad batch cannot break the pool."""
+    started, cpu = time.time(), time.process_time()
+    result = _score(task)
+    result.pid, result.started, result.finished = os.getpid(), started, time.time()
+    result.cpu = time.process_time() - cpu
+    return result

@@ -18,6 +18,7 @@ from localdev.eventgrid.config import (
     SCHEMAS,
     ConfigError,
     EmulatorConfig,
+    check_topic_id,
     check_unique,
     parse_subscription,
 )
@@ -62,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=URL[;OPTION=VALUE...]",
-        help="webhook subscription; options types=A,B subject-begins=.. subject-ends=.. "
-        f"schema=cloudevents|eventgrid max-attempts=N ttl=MINUTES (repeatable); also one per line in "
+        help="webhook subscription (repeatable); options types=A,B subject-begins=.. subject-ends=.. "
+        "filter=KEY:OPERATOR:V1|V2 (advanced filter, repeatable, all must pass; operators StringIn, StringNotIn, "
+        "StringBeginsWith, StringEndsWith, StringContains; e.g. filter=data.runStatus:StringIn:Completed|Failed) "
+        f"schema=cloudevents|eventgrid max-attempts=N ttl=MINUTES; also one per line in "
         f"${SUBSCRIPTIONS_ENV}, which keeps a key in the URL out of the process list",
     )
     serve.add_argument("--input-schema", choices=SCHEMAS, default="cloudevents", help="the topic's input schema")
@@ -83,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-delivery-attempts", type=int, default=DEFAULT_MAX_DELIVERY_ATTEMPTS)
     serve.add_argument("--event-ttl", type=float, default=DEFAULT_EVENT_TTL_MINUTES, help="minutes, before scaling")
     serve.add_argument("--topic-name", default="local", help="topic name used in `topic` and dead-letter paths")
+    serve.add_argument(
+        "--topic-id",
+        metavar="ARM_ID",
+        help="the ARM id deliveries carry in `topic` (Event Grid schema), as a system topic sends its source's "
+        "id (an Azure ML workspace's); default: a custom topic's id built from --topic-name",
+    )
     serve.add_argument("--verbose", action="store_true", help="log every HTTP request too")
 
     tail = commands.add_parser("tail", help="print accepted events from the log")
@@ -121,6 +130,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         topic_name=args.topic_name,
         host=args.host,
         port=args.port,
+        topic_resource_id=check_topic_id(args.topic_id) if args.topic_id else "",
     )
 
 

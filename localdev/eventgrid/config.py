@@ -1,4 +1,4 @@
-"""Emulator settings and the `--subscription NAME=URL[;key=value...]` syntax."""
+"""Emulator settings and the `--subscription NAME=URL[;key=value...]` syntax (advanced filters included)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,34 @@ DEFAULT_MAX_DELIVERY_ATTEMPTS = 30
 DEFAULT_EVENT_TTL_MINUTES = 1440
 # Azure's subscription names: 3-64 characters, letters, digits and hyphens.
 _NAME_RE = re.compile(r"^[A-Za-z0-9-]{3,64}$")
+# An advanced filter's key: a top-level property, or a path into it (`data.runStatus`, `data.a.b`).
+_KEY_RE = re.compile(r"^[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*$")
+# An ARM resource id, as Event Grid puts it in `topic`.
+_ARM_ID_RE = re.compile(r"^/subscriptions/[^/\s]+/resourceGroups/[^/\s]+/providers/[^\s]+$", re.IGNORECASE)
+
+#: The advanced filter operators the emulator evaluates (Azure's names; given in any case on the command line).
+STRING_OPERATORS = ("StringIn", "StringNotIn", "StringBeginsWith", "StringEndsWith", "StringContains")
+# Azure's limits per subscription: 25 advanced filters, 25 values across all of them, 512 characters a value.
+MAX_ADVANCED_FILTERS = 25
+MAX_ADVANCED_FILTER_VALUES = 25
+MAX_FILTER_VALUE_LENGTH = 512
 
 
 class ConfigError(ValueError):
     """A command-line setting the emulator cannot run with; the message says which."""
+
+
+@dataclass(frozen=True)
+class AdvancedFilter:
+    """One of a subscription's advanced filters (all of them must pass: AND; its values: OR, or for
+    StringNotIn none may match). Keys and values compare without case, as in Azure."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...]
+
+    def describe(self) -> dict[str, object]:
+        return {"operatorType": self.operator, "key": self.key, "values": list(self.values)}
 
 
 @dataclass(frozen=True)
@@ -33,6 +57,7 @@ class Subscription:
     subject_ends_with: str = ""
     max_delivery_attempts: int = DEFAULT_MAX_DELIVERY_ATTEMPTS
     event_ttl_minutes: float = DEFAULT_EVENT_TTL_MINUTES
+    advanced_filters: tuple[AdvancedFilter, ...] = ()
 
     @property
     def safe_url(self) -> str:
@@ -48,6 +73,7 @@ class Subscription:
             "types": list(self.included_types),
             "subjectBeginsWith": self.subject_begins_with,
             "subjectEndsWith": self.subject_ends_with,
+            "advancedFilters": [f.describe() for f in self.advanced_filters],
             "maxDeliveryAttempts": self.max_delivery_attempts,
             "eventTimeToLiveInMinutes": self.event_ttl_minutes,
         }
@@ -66,18 +92,64 @@ class EmulatorConfig:
     topic_name: str = "local"
     host: str = "127.0.0.1"
     port: int = 0
+    # `--topic-id`: the publisher's ARM id, as a system topic sends it (a workspace's, a storage account's).
+    topic_resource_id: str = ""
 
     @property
     def topic_id(self) -> str:
-        """The ARM id Event Grid puts in `topic` (EG schema) of delivered events."""
+        """The ARM id Event Grid puts in `topic` (EG schema) of delivered events: `--topic-id`, else a
+        custom topic's id built from `--topic-name`."""
+        if self.topic_resource_id:
+            return self.topic_resource_id
         return (
             "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/"
             f"providers/Microsoft.EventGrid/topics/{self.topic_name}"
         )
 
 
+def check_topic_id(value: str) -> str:
+    """`--topic-id`: an ARM resource id (`/subscriptions/<id>/resourceGroups/<rg>/providers/...`)."""
+    value = value.strip()
+    if not _ARM_ID_RE.match(value):
+        raise ConfigError(
+            f"--topic-id {value!r} is not an ARM resource id (/subscriptions/<id>/resourceGroups/<rg>/providers/...)"
+        )
+    return value
+
+
 def _split_list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def parse_filter(text: str, subscription: str) -> AdvancedFilter:
+    """`KEY:OPERATOR:VALUE1|VALUE2...`, e.g. `data.runStatus:StringIn:Completed|Failed|Canceled`."""
+    key, _, rest = text.partition(":")
+    operator, sep, values_text = rest.partition(":")
+    key, operator = key.strip(), operator.strip()
+    where = f"subscription {subscription!r}: filter {text!r}"
+    if not sep:
+        raise ConfigError(f"{where}: expected KEY:OPERATOR:VALUE1|VALUE2...")
+    if not _KEY_RE.match(key):
+        raise ConfigError(f"{where}: the key must be a property or a dotted path such as data.runStatus")
+    canonical = {op.lower(): op for op in STRING_OPERATORS}.get(operator.lower())
+    if canonical is None:
+        raise ConfigError(f"{where}: operator must be one of {', '.join(STRING_OPERATORS)}")
+    values = tuple(value.strip() for value in values_text.split("|"))
+    if not all(values):
+        raise ConfigError(f"{where}: needs at least one value, and no empty one (VALUE1|VALUE2...)")
+    if any(len(value) > MAX_FILTER_VALUE_LENGTH for value in values):
+        raise ConfigError(f"{where}: a value is longer than {MAX_FILTER_VALUE_LENGTH} characters (Azure's limit)")
+    return AdvancedFilter(key, canonical, values)
+
+
+def _check_filter_limits(filters: tuple[AdvancedFilter, ...], subscription: str) -> None:
+    if len(filters) > MAX_ADVANCED_FILTERS:
+        raise ConfigError(f"subscription {subscription!r}: at most {MAX_ADVANCED_FILTERS} filters (as in Azure)")
+    if sum(len(f.values) for f in filters) > MAX_ADVANCED_FILTER_VALUES:
+        raise ConfigError(
+            f"subscription {subscription!r}: at most {MAX_ADVANCED_FILTER_VALUES} values across all filters "
+            "(as in Azure)"
+        )
 
 
 def parse_subscription(
@@ -87,8 +159,9 @@ def parse_subscription(
     max_delivery_attempts: int = DEFAULT_MAX_DELIVERY_ATTEMPTS,
     event_ttl_minutes: float = DEFAULT_EVENT_TTL_MINUTES,
 ) -> Subscription:
-    """Parse `NAME=URL[;types=A,B][;subject-begins=..][;subject-ends=..][;schema=..]
-    [;max-attempts=N][;ttl=MINUTES]`; the schema defaults to the topic's input schema."""
+    """Parse `NAME=URL[;types=A,B][;subject-begins=..][;subject-ends=..][;filter=KEY:OPERATOR:V1|V2]...
+    [;schema=..][;max-attempts=N][;ttl=MINUTES]` (`filter` repeatable); the schema defaults to the topic's
+    input schema."""
     head, _, rest = spec.partition(";")
     name, sep, url = head.partition("=")
     name, url = name.strip(), url.strip()
@@ -99,11 +172,16 @@ def parse_subscription(
     if urlsplit(url).scheme not in ("http", "https"):
         raise ConfigError(f"subscription {name!r}: the endpoint must be an http(s) URL")
     options: dict[str, str] = {}
+    filters: list[AdvancedFilter] = []
     for part in filter(None, (p.strip() for p in rest.split(";"))):
         key, eq, value = part.partition("=")
         if not eq:
             raise ConfigError(f"subscription {name!r}: option {key!r} needs a value (key=value)")
+        if key.strip().lower() == "filter":
+            filters.append(parse_filter(value, name))
+            continue
         options[key.strip().lower()] = value.strip()
+    _check_filter_limits(tuple(filters), name)
     known = {"types", "subject-begins", "subject-ends", "schema", "max-attempts", "ttl"}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -135,6 +213,7 @@ def parse_subscription(
         subject_ends_with=options.get("subject-ends", ""),
         max_delivery_attempts=attempts,
         event_ttl_minutes=ttl,
+        advanced_filters=tuple(filters),
     )
 
 

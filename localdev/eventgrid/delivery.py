@@ -85,6 +85,8 @@ class SubscriptionState:
     handshake_attempts: int = 0
     last_handshake_error: str | None = None
     parked: list[str] = field(default_factory=list)
+    # Set to cut a wait between two handshakes short (`retry_handshakes`, or stopping).
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 class DeliveryEngine:
@@ -128,6 +130,8 @@ class DeliveryEngine:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
+        for state in self.states.values():
+            state.wake.set()
         with self._cond:
             self._cond.notify_all()
         deadline = time.monotonic() + timeout
@@ -179,6 +183,7 @@ class DeliveryEngine:
     # -- handshake -------------------------------------------------------------------------
     def _handshake_loop(self, state: SubscriptionState) -> None:
         while not self._stopping.is_set() and not state.validated.is_set():
+            state.wake.clear()  # a retry asked for during this attempt still counts
             state.handshake_attempts += 1
             try:
                 ok, detail = self._handshake(state)
@@ -199,7 +204,18 @@ class DeliveryEngine:
                 detail,
                 wait,
             )
-            self._stopping.wait(wait)
+            state.wake.wait(wait)
+
+    def retry_handshakes(self, name: str | None = None) -> list[str] | None:
+        """Try the handshake of `name` (default: every subscription) again now instead of after its wait: the
+        endpoint has just come up. Returns the subscriptions still waiting for validation; None: no such one."""
+        if name is not None and name not in self.states:
+            return None
+        states = [self.states[name]] if name is not None else list(self.states.values())
+        waiting = [state for state in states if not state.validated.is_set()]
+        for state in waiting:
+            state.wake.set()
+        return [state.subscription.name for state in waiting]
 
     def _handshake(self, state: SubscriptionState) -> tuple[bool, str]:
         sub = state.subscription

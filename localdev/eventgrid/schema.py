@@ -8,7 +8,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from localdev.eventgrid.config import CLOUDEVENTS, EVENTGRID, Subscription
+from localdev.eventgrid.config import CLOUDEVENTS, EVENTGRID, AdvancedFilter, Subscription
 from localdev.eventgrid.errors import PublishError, bad_request, too_large
 
 Event = dict[str, Any]
@@ -197,15 +197,66 @@ def event_subject(event: Event) -> str:
 
 
 def matches(subscription: Subscription, event: Event) -> bool:
-    """Event Grid's basic filters: included event types and subject prefix/suffix, case-insensitive
-    (Azure's default `isSubjectCaseSensitive: false`)."""
+    """Event Grid's filters: included event types and subject prefix/suffix, case-insensitive (Azure's default
+    `isSubjectCaseSensitive: false`), then every advanced filter (AND)."""
     kind = event_type(event).lower()
     if subscription.included_types and kind not in {t.lower() for t in subscription.included_types}:
         return False
     subject = event_subject(event).lower()
     if not subject.startswith(subscription.subject_begins_with.lower()):
         return False
-    return subject.endswith(subscription.subject_ends_with.lower())
+    if not subject.endswith(subscription.subject_ends_with.lower()):
+        return False
+    return all(passes(advanced, event) for advanced in subscription.advanced_filters)
+
+
+_MISSING = object()
+
+
+def filter_value(event: Event, key: str) -> object:
+    """The value an advanced filter's key names in the event as published: `subject`, `data.runStatus`,
+    `data.a.b`. The first segment (an event property) matches without case, as Azure takes `Data.Key` and
+    `data.key`; the segments inside it are JSON property names, matched exactly. `_MISSING` if absent."""
+    head, *path = key.split(".")
+    found = next((name for name in event if name.lower() == head.lower()), None)
+    value: object = _MISSING if found is None else event[found]
+    for segment in path:
+        if not isinstance(value, dict) or segment not in value:
+            return _MISSING
+        value = value[segment]
+    return value
+
+
+def _as_string(value: object) -> str | None:
+    """What a string operator compares: strings, and numbers and booleans as JSON writes them. Objects,
+    arrays and null fail every operator (Azure fails arrays without `enableAdvancedFilteringOnArrays`)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)
+    return None
+
+
+def passes(advanced: AdvancedFilter, event: Event) -> bool:
+    """One advanced filter, case-insensitive. A missing key (or null, an object, an array) fails it, whatever
+    the operator: StringNotIn too."""
+    value = filter_value(event, advanced.key)
+    text = None if value is _MISSING else _as_string(value)
+    if text is None:
+        return False
+    text = text.lower()
+    wanted = [v.lower() for v in advanced.values]
+    if advanced.operator == "StringIn":
+        return text in wanted
+    if advanced.operator == "StringNotIn":
+        return text not in wanted
+    if advanced.operator == "StringBeginsWith":
+        return any(text.startswith(v) for v in wanted)
+    if advanced.operator == "StringEndsWith":
+        return any(text.endswith(v) for v in wanted)
+    if advanced.operator == "StringContains":
+        return any(v in text for v in wanted)
+    raise ValueError(f"unknown advanced filter operator {advanced.operator!r}")  # config.py refuses it first
 
 
 def eventgrid_to_cloudevent(event: Event, topic_id: str) -> Event:
@@ -230,6 +281,7 @@ def for_delivery(event: Event, input_schema: str, subscription: Subscription, to
     if input_schema == EVENTGRID and subscription.schema == CLOUDEVENTS:
         return eventgrid_to_cloudevent(event, topic_id)
     if input_schema == EVENTGRID:
-        # Event Grid stamps the topic and metadata version on Event Grid schema events.
+        # Event Grid stamps the topic and metadata version on Event Grid schema events: the topic's own id, which
+        # for a system topic is its source's (`--topic-id`: an Azure ML workspace's, say).
         return {**event, "topic": topic_id, "metadataVersion": "1"}
     return dict(event)

@@ -106,6 +106,13 @@ def create_app(config: EmulatorConfig, engine: DeliveryEngine) -> FastAPI:
     def deliveries() -> dict[str, Any]:
         return engine.snapshot()
 
+    @app.post("/_emulator/handshake")
+    def handshake(subscription: str | None = None) -> JSONResponse:
+        waiting = engine.retry_handshakes(subscription)
+        if waiting is None:
+            return JSONResponse({"error": f"unknown subscription {subscription!r}"}, status_code=404)
+        return JSONResponse({"retrying": waiting})
+
     @app.get("/_emulator/validate")
     def validate(subscription: str, code: str) -> JSONResponse:
         if engine.validate_manually(subscription, code):

@@ -213,6 +213,11 @@ def nothing_new(
     return policy.overdue(summary, now) is None
 
 
+def ended_remotely(aml_status: str) -> bool:
+    """The Azure ML status text is an end (Completed, Failed, Canceled): nothing will announce it again."""
+    return STATUS_PHASE[RemoteStatus.parse(aml_status)] in {Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELED}
+
+
 def backstop_due(summary: JobSummary, now: datetime, backstop: timedelta) -> bool:
     """With Azure ML's run events on, the tick asks about a job only every `backstop`: events bring its end, the
     tick only catches an event that was lost (and the Running move, which the subscription leaves out)."""

@@ -236,7 +236,7 @@ def _blob_subscription(deps: Deps) -> Check:
 
 
 def _run_events_subscription(deps: Deps) -> Check:
-    settings, name = deps.settings, "Azure ML run events subscription"
+    settings, name = deps.settings, "aml run events subscription"
     if not settings.aml_run_events:
         return Check(name, CheckStatus.SKIP, "AML_RUN_EVENTS is off: every poll tick asks Azure ML about every job")
     subscription = settings.aml_event_subscription_id

@@ -22,6 +22,7 @@ from shared.core.polling import (
     completion_exhausted,
     completion_overdue,
     decide,
+    ended_remotely,
     nothing_new,
     poll_step,
     remote_missing,
@@ -32,7 +33,7 @@ from shared.core.polling import (
 )
 from shared.errors import DropScoreError, PermanentError, RemoteJobNotFound, StaleJob, TransientError
 from shared.logcontext import about_job
-from shared.models import REMOTE_ACTIVE, Job, JobState, RemoteJob, Stage
+from shared.models import REMOTE_ACTIVE, Job, JobState, JobSummary, RemoteJob, Stage
 from shared.ports import ActiveEntry
 from shared.usecases.admission import admit_waiting, capacity_of, is_waiting, oldest_first
 from shared.usecases.complete import finalize, give_up, request_completion
@@ -119,8 +120,7 @@ def poll_entry(deps: Deps, entry: ActiveEntry, *, on_event: bool = False) -> str
     summary = entry.summary
     if summary is not None and waits_on_azure_ml(summary):
         now, settings = deps.clock(), deps.settings
-        backstop = timedelta(seconds=settings.aml_events_backstop_seconds)
-        if settings.aml_run_events and not on_event and not backstop_due(summary, now, backstop):
+        if not on_event and _left_to_events(deps, summary):
             return "waiting:events"
         answer = ask_azure_ml(deps, summary.aml_job_name, endpoint=summary.endpoint)
         if answer.remote is not None and nothing_new(
@@ -164,7 +164,7 @@ def _step(
     if quiet:
         job = flush_events(deps, job)
     if step is PollStep.CHECK_REMOTE:
-        if answer is None and not on_event and _left_to_events(deps, job):
+        if answer is None and not on_event and _left_to_events(deps, summary_of(job)):
             return "waiting:events", job
         return _check_remote(deps, job, answer)
     if step is PollStep.ENSURE_COMPLETION:
@@ -174,10 +174,13 @@ def _step(
     return step.value, job
 
 
-def _left_to_events(deps: Deps, job: Job) -> bool:
-    """Run events cover the job and the backstop is not due: the tick does not ask Azure ML about it."""
+def _left_to_events(deps: Deps, summary: JobSummary) -> bool:
+    """Run events cover the job and the backstop is not due: the tick does not ask Azure ML about it. Never for
+    a job whose last known status is already an end (adopted by reconciliation after its event came and went)."""
     backstop = timedelta(seconds=deps.settings.aml_events_backstop_seconds)
-    return deps.settings.aml_run_events and not backstop_due(summary_of(job), deps.clock(), backstop)
+    if not deps.settings.aml_run_events or ended_remotely(summary.aml_status):
+        return False
+    return not backstop_due(summary, deps.clock(), backstop)
 
 
 def _remember(deps: Deps, entry: ActiveEntry, job: Job | None) -> None:

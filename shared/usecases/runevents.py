@@ -13,7 +13,9 @@ from collections.abc import Mapping
 
 from shared.core.naming import key_prefix_of
 from shared.core.polling import summary_of
+from shared.errors import EventTooEarly
 from shared.logcontext import about_job
+from shared.models import JobState
 from shared.ports import ActiveEntry
 from shared.usecases.deps import Deps
 from shared.usecases.poll import poll_entry
@@ -40,6 +42,11 @@ def on_run_event(deps: Deps, *, event_type: str, data: Mapping[str, object]) -> 
         log.info("Azure ML event %s for run %s: no unfinished job of ours has it; ignored", event_type, run_id)
         return "ignored:unknown-job"
     with about_job(entry.job_id):
+        job = deps.store.get(entry.job_id)
+        if job is not None and job.state == JobState.SUBMITTING:
+            # Azure ML ended the job before its POST's answer was recorded: failing the delivery makes Event Grid
+            # deliver the event again later (its retry policy), when the job is Submitted and can be decided.
+            raise EventTooEarly(f"job {entry.job_id} is still being submitted; the event is to be delivered again")
         outcome = poll_entry(deps, entry, on_event=True)
         log.info("job %s: Azure ML event %s (%s): %s", entry.job_id, event_type, data.get("runStatus", "-"), outcome)
         return outcome

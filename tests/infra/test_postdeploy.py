@@ -234,7 +234,7 @@ def test_main_without_az_explains_and_fails(
     assert "`az` was not found on PATH" in capsys.readouterr().err
 
 
-# ---- The Azure ML run events subscription --------------------------------------------------------------------
+# ---- The aml run events subscription --------------------------------------------------------------------
 
 
 def test_run_events_off_means_no_run_events_subscription() -> None:

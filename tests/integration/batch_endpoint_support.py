@@ -77,6 +77,31 @@ class Emulator:
     def reset_stats(self) -> None:
         requests.delete(f"{self.base}/_emulator/stats", timeout=10).raise_for_status()
 
+    def health(self) -> dict[str, Any]:
+        return dict(requests.get(f"{self.base}/_emulator/health", timeout=10).json())
+
+    def wait_warm(self, timeout: float = 120.0) -> None:
+        """Wait until every scoring worker has finished its start-up warm-up (imports, MLflow models), so
+        that a job's mini-batches go to idle workers."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            workers = self.health()["workers"]
+            if workers["warm"] >= workers["size"]:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the scoring workers did not warm up within {timeout}s")
+
+    def mini_batches(self, name: str) -> list[dict[str, Any]]:
+        """The job's mini-batch attempts in completion order: files, worker pid, started/finished stamps."""
+        response = requests.get(f"{self.base}/_emulator/jobs/{name}/minibatches", timeout=10)
+        assert response.status_code == 200, response.text
+        return list(response.json()["value"])
+
+    def run_events(self, job: str | None = None) -> dict[str, Any]:
+        """The run events the emulator queued, published, dropped or failed to publish (for one job)."""
+        params = {"job": job} if job else {}
+        return dict(requests.get(f"{self.base}/_emulator/events", params=params, timeout=10).json())
+
     def cancel_url(self, name: str, api_version: str | None = "2024-04-01") -> str:
         url = (
             f"{self.base}/subscriptions/sub/resourceGroups/rg/providers/"
@@ -122,6 +147,10 @@ def running_emulator(
     job_seconds: float = 0.3,
     faults: str | None = None,
     state_dir: Path | None = None,
+    workers: int | None = None,
+    row_cost_us: float = 0.0,
+    events_topic: str | None = None,
+    events_key: str | None = None,
 ) -> Iterator[Emulator]:
     for container in DATASTORES.values():
         with contextlib.suppress(ResourceExistsError):
@@ -135,6 +164,10 @@ def running_emulator(
         state_dir=state_dir,
         job_seconds=job_seconds,
         faults=faults,
+        workers=workers,
+        row_cost_us=row_cost_us,
+        events_topic=events_topic,
+        events_key=events_key,
     )
     try:
         yield Emulator(service, uri, azurite)

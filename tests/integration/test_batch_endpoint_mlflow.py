@@ -93,11 +93,15 @@ def test_diamonds_parity_csv_and_parquet(emulator: Emulator, azurite: Azurite, m
     files = {"a.csv": part_a.to_csv(index=False).encode(), "b.parquet": parquet.getvalue()}
     got = score(emulator, azurite, "diamonds", files, miniBatchSize=1, compute={"instanceCount": 2})
     model = mlflow.pyfunc.load_model(str(models["diamonds"]))
-    expected = np.concatenate([model.predict(pd.read_csv(io.BytesIO(files["a.csv"]))), model.predict(part_b)])
-    assert got["file"].tolist() == ["a.csv"] * 1_200 + ["b.parquet"] * 800
-    assert got["row"].tolist() == list(range(1_200)) + list(range(800))
-    # Exact equality: the CSV carries the shortest repr that round-trips each float.
-    assert got["prediction"].to_numpy().tolist() == expected.tolist()
+    expected = {"a.csv": model.predict(pd.read_csv(io.BytesIO(files["a.csv"]))), "b.parquet": model.predict(part_b)}
+    # Two workers: the files' blocks come in the order their mini-batches completed, each file in one block.
+    blocks = got["file"].loc[got["file"].shift() != got["file"]].tolist()
+    assert sorted(blocks) == ["a.csv", "b.parquet"]
+    for name, predictions in expected.items():
+        rows = got[got["file"] == name]
+        assert rows["row"].tolist() == list(range(len(predictions)))
+        # Exact equality: the CSV carries the shortest repr that round-trips each float.
+        assert rows["prediction"].to_numpy().tolist() == predictions.tolist()
 
 
 def test_classifier_parity(emulator: Emulator, azurite: Azurite, models: dict[str, Path]) -> None:

@@ -68,7 +68,7 @@ def test_a_healthy_deployment_passes_every_check() -> None:
         "model input columns",
         "event grid topic",
         "blob event subscription",
-        "Azure ML run events subscription",
+        "aml run events subscription",
     ]
     assert world.scoring.probed == ["token", "endpoint", "deployment dropscore-ep/blue", "datastore dropscore_outputs"]
 
@@ -126,8 +126,8 @@ def test_invalid_settings_fail_one_check_that_lists_every_problem() -> None:
         ),
         (lambda w: w.resources.existing.discard(SUBSCRIPTION), "blob event subscription", "postdeploy hook"),
         (lambda w: w.resources.denied_ids.add(SUBSCRIPTION), "blob event subscription", "EventSubscription Reader"),
-        (lambda w: w.resources.existing.discard(RUN_EVENTS), "Azure ML run events subscription", "postdeploy hook"),
-        (lambda w: w.resources.denied_ids.add(RUN_EVENTS), "Azure ML run events subscription", "workspace's system"),
+        (lambda w: w.resources.existing.discard(RUN_EVENTS), "aml run events subscription", "postdeploy hook"),
+        (lambda w: w.resources.denied_ids.add(RUN_EVENTS), "aml run events subscription", "workspace's system"),
     ],
 )
 def test_each_failure_names_what_to_do(break_it, name: str, fix_part: str) -> None:  # type: ignore[no-untyped-def]
@@ -158,9 +158,9 @@ def test_unconfigured_checks_are_skipped_with_what_to_set() -> None:
 
 
 def test_the_run_events_subscription_is_skipped_when_run_events_are_off_or_unnamed() -> None:
-    found = checks(azure_world(AML_RUN_EVENTS="off"))["Azure ML run events subscription"]
+    found = checks(azure_world(AML_RUN_EVENTS="off"))["aml run events subscription"]
     assert (found.status, "AML_RUN_EVENTS is off" in found.detail) == (CheckStatus.SKIP, True)
-    found = checks(azure_world(AML_EVENT_SUBSCRIPTION_ID=""))["Azure ML run events subscription"]
+    found = checks(azure_world(AML_EVENT_SUBSCRIPTION_ID=""))["aml run events subscription"]
     assert (found.status, "AML_EVENT_SUBSCRIPTION_ID" in found.detail) == (CheckStatus.SKIP, True)
 
 

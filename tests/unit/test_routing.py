@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,14 @@ def test_endpoint_names_come_from_azure_scoring_hosts_only() -> None:
     assert endpoint_name_from_uri("https://Diamonds-EP.westeurope.inference.ml.azure.com/jobs") == "diamonds-ep"
     assert endpoint_name_from_uri("http://127.0.0.1:8085/jobs") is None
     assert endpoint_name_from_uri("https://ep.example.com/jobs") is None
+
+
+def test_a_route_on_the_default_routes_endpoint_takes_its_endpoint_name() -> None:
+    default = replace(DEFAULT, endpoint_uri="http://127.0.0.1:5081/jobs", endpoint_name="local-endpoint")
+    routes, problems = parse_routes(
+        json.dumps([{"name": "whole", "prefix": "whole/", "endpointUri": "http://127.0.0.1:5081/jobs"}]),
+        default=replace(default, discover_required_columns=True),
+    )
+    assert problems == []
+    assert routes.by_name("whole") is not None
+    assert routes.for_input("whole/a.csv").endpoint_name == "local-endpoint"

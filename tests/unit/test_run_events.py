@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
+
+from shared.errors import EventTooEarly
 from shared.models import JobState, RemoteStatus
 from shared.usecases import intake, poll, runevents
-from tests.fakes import World, make_world, write_predictions
+from tests.fakes import SimulatedCrash, World, make_world, write_predictions
 
 CSV = b"carat,cut\n0.3,Ideal\n0.4,Good\n"
 STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
@@ -88,3 +93,35 @@ def test_an_event_for_an_earlier_attempt_is_ignored() -> None:
     stale = world.store.rows[job].aml_job_name.rsplit("-", 1)[0] + "-0"
     assert runevents.on_run_event(world.deps, event_type=STATUS_CHANGED, data={"runId": stale}) == "ignored:unknown-job"
     assert world.scoring.status_calls == []
+
+
+def test_an_event_before_the_posts_answer_is_recorded_is_refused_so_event_grid_delivers_it_again() -> None:
+    world = events_world()
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.store.crash_on_update = lambda job: job.state is JobState.SUBMITTED  # the answer is not recorded yet
+    etag = world.blobs.put("incoming", "early.csv", CSV)
+    with contextlib.suppress(SimulatedCrash):
+        intake.accept_blob(world.deps, container="incoming", name="early.csv", size=len(CSV), etag=etag, url="u")
+    world.store.crash_on_update = None
+    (job,) = world.store.rows.values()
+    assert job.state is JobState.SUBMITTING
+    with pytest.raises(EventTooEarly):
+        event(world, job.job_id)
+    assert world.scoring.status_calls == []
+
+
+def test_a_job_adopted_in_an_ended_status_is_decided_at_the_next_tick_not_the_backstop() -> None:
+    world = events_world()
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.store.crash_on_update = lambda job: job.state is JobState.SUBMITTED
+    etag = world.blobs.put("incoming", "late.csv", CSV)
+    with contextlib.suppress(SimulatedCrash):
+        intake.accept_blob(world.deps, container="incoming", name="late.csv", size=len(CSV), etag=etag, url="u")
+    world.store.crash_on_update = None
+    (job_id,) = world.store.rows
+    world.clock.advance(seconds=301)  # the submit lease passed; the Completed event came and went meanwhile
+    poll.poll(world.deps)  # reconciliation finds the Azure ML job by name: Submitted, already Completed
+    assert world.store.rows[job_id].aml_status == "Completed"
+    world.clock.advance(seconds=61)
+    poll.poll(world.deps)  # the backstop (300 s) is not due, but an ended status is decided now
+    assert world.store.rows[job_id].state is JobState.SCORED
