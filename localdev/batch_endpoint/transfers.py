@@ -88,7 +88,22 @@ class JobFiles:
             with merged.open("rb") as data:
                 container.upload_blob(record.output_path, data, overwrite=False, max_concurrency=4)
         except ResourceExistsError:
-            raise JobFailedError(
-                f"The output file '{record.output_uri}' already exists (the path already exists)."
-            ) from None
+            # A retry of our own upload whose first answer was lost (storage restarting mid-request) finds the
+            # file it wrote: that is our output, not someone else's.
+            if not same_content(container, record.output_path, merged):
+                raise JobFailedError(
+                    f"The output file '{record.output_uri}' already exists (the path already exists)."
+                ) from None
         on_uploaded()
+
+
+def same_content(container: ContainerClient, name: str, local: Path) -> bool:
+    """The blob holds exactly the bytes of `local` (compared in chunks: an output can be large)."""
+    blob = container.get_blob_client(name)
+    if blob.get_blob_properties().size != local.stat().st_size:
+        return False
+    with local.open("rb") as mine:
+        for chunk in blob.download_blob().chunks():
+            if mine.read(len(chunk)) != chunk:
+                return False
+    return True

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from localdev.eventgrid.auth import authenticate
 from localdev.eventgrid.config import EmulatorConfig
@@ -86,6 +87,11 @@ def create_app(config: EmulatorConfig, engine: DeliveryEngine) -> FastAPI:
                 )
             body = await _read_body(request)
             events = parse_publish(body, request.headers.get("content-type"), config.input_schema)
+        except ClientDisconnect:
+            # The publisher went away mid-request (a killed process, a client timeout): nothing was accepted,
+            # and the publisher that retries sends it again. Nobody is left to answer.
+            log.warning("publish request abandoned by the client before its body arrived; nothing accepted")
+            return Response(status_code=499)
         except PublishError as exc:
             log.warning("rejected publish request: %d %s", exc.status, exc.message)
             return JSONResponse(exc.body(), status_code=exc.status)

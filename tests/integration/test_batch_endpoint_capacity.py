@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 import requests
+from azure.storage.blob import BlobServiceClient
 
 from localdev.azurite import Azurite
 from localdev.batch_endpoint.__main__ import main
 from localdev.batch_endpoint.launcher import start_batch_endpoint
 from localdev.batch_endpoint.stats import JobCounters
+from localdev.batch_endpoint.transfers import same_content
 from tests.integration.batch_endpoint_support import (
     DATASTORES,
     TOKEN,
@@ -191,3 +193,19 @@ def test_counters_follow_every_status_change() -> None:
     assert (snapshot["invokes"], snapshot["capacityRefusals"]) == (1, 1)
     counters.reset()
     assert counters.snapshot()["maxActiveJobs"] == 0
+
+
+def test_an_upload_retried_after_its_answer_was_lost_is_the_jobs_own_output(azurite: Azurite, tmp_path: Path) -> None:
+    """Storage restarting mid-upload: the SDK's retry finds the file the first try wrote. Same bytes: ours."""
+    container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+        f"out{uuid.uuid4().hex[:8]}"
+    )
+    container.create_container()
+    local = tmp_path / "predictions.csv"
+    local.write_bytes(b"0,1.5,a.csv\n1,2.5,a.csv\n" * 1000)
+    container.upload_blob("p.csv", local.read_bytes())
+    assert same_content(container, "p.csv", local)
+    container.upload_blob("other.csv", local.read_bytes().replace(b"2.5", b"9.5"))
+    assert not same_content(container, "other.csv", local)  # same size, other bytes: someone else's
+    container.upload_blob("short.csv", b"0,1.5,a.csv\n")
+    assert not same_content(container, "short.csv", local)
