@@ -87,6 +87,8 @@ bench: install
 	$(PY) bench/intake.py
 	$(PY) bench/burst.py
 	$(PY) bench/shard.py
+	$(PY) bench/status_calls.py
+	$(PY) bench/admission.py
 
 clean:
 	rm -rf .localdev .pytest_cache .mypy_cache .ruff_cache

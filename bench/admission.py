@@ -1,7 +1,9 @@
 """MAX_JOBS_IN_FLIGHT: 500 files dropped at once against an endpoint that takes 20 jobs at a time.
 
 Run: `.venv/bin/python bench/admission.py [--files 500] [--cap 20]`. A stack of its own whose batch endpoint
-emulator answers 429 (with Retry-After) to any invoke beyond 20 active jobs, as a busy Azure ML endpoint does.
+emulator answers 429 (with Retry-After) to any invoke beyond 20 active jobs, as a busy Azure ML endpoint does, and
+each job takes 6 s: long enough that the dev host's intake (a few files a second) would have far more than 20 in
+flight without the cap.
 First the baseline, in the same run: a route with no cap (`uncapped/`, ROUTES maxJobsInFlight 0) gets 60 files
 at once, and the emulator counts its 429s. Then the default route, MAX_JOBS_IN_FLIGHT=20, gets the 500.
 
@@ -43,7 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=500)
     parser.add_argument("--cap", type=int, default=20)
-    parser.add_argument("--job-seconds", type=float, default=1.0, help="the emulator's fixed job time")
+    parser.add_argument("--job-seconds", type=float, default=6.0, help="the emulator's fixed job time")
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
     routes = [{"name": "uncapped", "prefix": "uncapped/", "endpointUri": "{BATCH_ENDPOINT_URI}", "maxJobsInFlight": 0}]

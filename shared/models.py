@@ -227,6 +227,8 @@ class JobSummary:
     checked_at: datetime | None = None
     #: The scoring URI the job was submitted to (its route's): where its status is asked.
     endpoint: str = ""
+    #: The job's ROUTES route: waiting jobs are admitted oldest first per route.
+    route: str = ""
 
 
 class CheckStatus(StrEnum):

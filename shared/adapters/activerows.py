@@ -31,6 +31,7 @@ def index_row(job: Job) -> dict[str, Any]:
         "studioUrl": summary.studio_url,
         "hasPendingEvents": summary.events_pending,
         "endpoint": summary.endpoint,
+        "route": summary.route,
     }
     for column, value in (
         ("submittedAt", summary.submitted_at),
@@ -62,6 +63,7 @@ def summary_from(entity: Any) -> JobSummary | None:
         created_at=utc(entity.get("createdAt")),
         checked_at=utc(entity.get("checkedAt")),
         endpoint=str(entity.get("endpoint") or ""),
+        route=str(entity.get("route") or ""),
     )
 
 

@@ -221,11 +221,11 @@ class TableJobStore:
                 entries[job_id] = ActiveEntry(job_id, written_at(entity), summary_from(entity))
         for entity in legacy:
             job_id = entity["RowKey"]
-            self._move_legacyindex_row(job_id)
+            self._move_legacy_index_row(job_id)
             entries.setdefault(job_id, ActiveEntry(job_id, written_at(entity)))
         return iter(entries.values())
 
-    def _move_legacyindex_row(self, job_id: str) -> None:
+    def _move_legacy_index_row(self, job_id: str) -> None:
         """Into its partition of the current layout, without a summary (the next tick reads the ledger row and
         writes one). A merge keeps a summary already there; a crash in between leaves both rows, moved again."""
         self._active.upsert_entity({"PartitionKey": active_partition(job_id), "RowKey": job_id}, mode=UpdateMode.MERGE)

@@ -60,10 +60,3 @@ def open_slots(
         if not still_held(slot, holders.get(slot.holder), now, lease):
             result.append(slot)
     return result
-
-
-def in_flight_count(
-    slots: Sequence[Slot], holders: Mapping[str, Job | None], *, now: datetime, lease: timedelta
-) -> int:
-    """How many slots are held (what the health check and the logs report)."""
-    return sum(1 for slot in slots if still_held(slot, holders.get(slot.holder), now, lease))

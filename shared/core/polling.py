@@ -182,6 +182,7 @@ def summary_of(job: Job) -> JobSummary:
         created_at=job.created_at,
         checked_at=job.last_polled_at,
         endpoint=job.endpoint,
+        route=job.route,
     )
 
 

@@ -7,8 +7,8 @@ again from its holder's row (`core.admission.still_held`). The queued-time limit
 
 The bound: slots are rows changed only ETag-conditionally, so two instances never take the same one and
 never more than MAX_JOBS_IN_FLIGHT jobs hold one. A slot is taken back from a holder that is still Received
-or Waiting only after SUBMIT_LEASE_SECONDS; an instance stalled longer than that between taking its slot and
-writing its intent can put one job more in flight (docs: README, "Admission").
+or Waiting only after SUBMIT_LEASE_SECONDS (a long split renews it); README's Known limitations lists the ways
+the cap can still be exceeded.
 """
 
 from __future__ import annotations
@@ -63,10 +63,20 @@ def _open(deps: Deps, slots: list[Slot], capacity: int) -> list[Slot]:
     return open_slots(slots, capacity, holders, now=deps.clock(), lease=deps.submit_lease)
 
 
+def renew_slot(deps: Deps, job: Job) -> None:
+    """Rewrite the time on the slot `job` holds (a long split): it stays held past SUBMIT_LEASE_SECONDS."""
+    if not capacity_of(deps, job):
+        return
+    pool = _pool(deps, job)
+    slot = held_by(deps.slots.slots(pool), job.job_id)
+    if slot is not None:
+        deps.slots.take(pool, slot, job_id=job.job_id, at=deps.clock())
+
+
 def release(deps: Deps, job: Job) -> None:
     """Give back the slot `job` holds (best effort: a lost release is found later from the job's row)."""
-    if not capacity_of(deps, job) or job.posts == 0:
-        return  # never submitted: it may hold a slot only after a crash, which the holder's row frees
+    if not capacity_of(deps, job):
+        return
     pool = _pool(deps, job)
     try:
         for slot in deps.slots.slots(pool):
@@ -74,6 +84,18 @@ def release(deps: Deps, job: Job) -> None:
                 log.info("job %s: slot %d given back", job.job_id, slot.number)
     except DropScoreError as exc:
         log.warning("job %s: slot not given back now (%s); it is taken back once the job is seen done", job.job_id, exc)
+
+
+def sharing_a_pool(deps: Deps, waiting: list[ActiveEntry], finished: Job) -> list[ActiveEntry]:
+    """The waiting jobs whose route sends them to the endpoint `finished` just gave a slot back on."""
+    pool = _pool(deps, finished)
+    routes = deps.settings.routes
+
+    def pool_of(entry: ActiveEntry) -> str:
+        route = routes.by_name(entry.summary.route if entry.summary else "") or routes.default
+        return pool_key(deps.submit_plan_for(route).endpoint)
+
+    return [entry for entry in waiting if pool_of(entry) == pool]
 
 
 def oldest_first(entries: Iterable[ActiveEntry]) -> list[ActiveEntry]:
@@ -94,12 +116,15 @@ def _arrived(entry: ActiveEntry) -> object:
 def admit_waiting(
     deps: Deps, waiting: list[ActiveEntry], *, submit: Callable[[Job], Job], most: int | None = None
 ) -> int:
-    """Submit waiting jobs, oldest first, until a slot cannot be had (or `most` were submitted).
-    `submit` is intake's `advance`: it takes the slot, writes the intent and POSTs, or leaves the job Waiting."""
+    """Submit waiting jobs, oldest first within each route, until a route's next job cannot get a slot (or `most`
+    were submitted). `submit` is intake's `advance`: it takes the slot, writes the intent and POSTs, or leaves the
+    job Waiting. One route's full endpoint never holds back another route's jobs."""
     admitted = 0
+    blocked: set[str] = set()  # routes whose oldest waiting job found every slot held this time
     for entry in waiting:
-        if most is not None and admitted >= most:
-            break
+        route = entry.summary.route if entry.summary else ""
+        if (most is not None and admitted >= most) or route in blocked:
+            continue
         job = deps.store.get(entry.job_id)
         if job is None:
             continue
@@ -108,7 +133,8 @@ def admit_waiting(
             continue
         after = submit(job)
         if after.state == JobState.WAITING:
-            break  # every slot is held: the rest wait for the next release
+            blocked.add(route)  # every slot is held: this route's younger jobs wait for the next release
+            continue
         deps.store.refresh_active(after)  # no longer Waiting: the next tick polls it
         admitted += 1
     return admitted

@@ -53,6 +53,10 @@ class Deps:
             return self.scoring
         return self.scorers(endpoint)
 
+    def route_gone(self, job: Job) -> bool:
+        """The job's recorded route is no longer in ROUTES (renamed or removed since it arrived)."""
+        return job.route not in {"", "default"} and self.settings.routes.by_name(job.route) is None
+
     def route_of(self, job: Job) -> Route:
         """The job's ROUTES route; the default for rows written before routes (or a route since removed)."""
         routes = self.settings.routes

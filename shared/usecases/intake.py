@@ -39,7 +39,7 @@ from shared.errors import (
 )
 from shared.logcontext import about_job
 from shared.models import BlobRef, InvokeRequest, Job, JobState, RemoteJob
-from shared.usecases.admission import admit
+from shared.usecases.admission import admit, renew_slot
 from shared.usecases.complete import end, finalize, request_completion
 from shared.usecases.deps import Deps, retry_lost_races
 from shared.usecases.outbox import flush_events
@@ -91,6 +91,10 @@ def advance(deps: Deps, job: Job) -> Job:
 
 def _advance_once(deps: Deps, job: Job) -> Job:
     step = intake_step(job, deps.clock())
+    if step in {IntakeStep.VALIDATE, IntakeStep.ADMIT} and deps.route_gone(job):
+        message = f"its route {job.route!r} is no longer in ROUTES, so it has no endpoint to go to; drop it again"
+        log.error("job %s: failed: %s", job.job_id, message)
+        return end(deps, job, state=JobState.FAILED, code="RouteGone", message=message)
     if step is IntakeStep.VALIDATE:
         return _validate_and_submit(deps, job)
     if step is IntakeStep.ADMIT:
@@ -127,7 +131,11 @@ def _admit_and_submit(deps: Deps, job: Job) -> Job:
         deps.store.refresh_active(saved)  # the tick finds waiting jobs, oldest first, from the index alone
         return saved
     try:
-        parts = parts_for(deps, job)
+        if job.state == JobState.WAITING:  # it may have waited long: is its version still the one we validated?
+            _still_there(deps, job)
+        lease = _SplitLease(deps, job)
+        parts = parts_for(deps, job, on_part=lease.renew)
+        job = lease.job
     except InputInvalid as exc:
         log.warning("job %s: input %s/%s rejected: %s", job.job_id, job.container, job.name, exc.message)
         return end(deps, job, state=JobState.REJECTED, code=exc.code, message=exc.message)
@@ -164,7 +172,36 @@ def _submit(deps: Deps, job: Job, *, new_attempt: bool, parts: Parts | None) -> 
     if decision.action is Action.FINISH:
         log.error("job %s: failed: %s", job.job_id, decision.job.error_message)
         return finalize(deps, deps.store.update(decision.job))
+    if job.state == JobState.WAITING:
+        # The index must stop saying Waiting before the intent exists: a tick never polls a Waiting row, so a
+        # crash after the intent (or the POST) would otherwise hide an in-flight job behind it.
+        deps.store.refresh_active(decision.job)
     return _post(deps, deps.store.update(decision.job))
+
+
+def _still_there(deps: Deps, job: Job) -> None:
+    info = deps.blobs.properties(job.container, job.name)
+    if info is None:
+        raise BlobMissing(f"the input {job.container}/{job.name} was deleted while it waited for a slot")
+    if unquote_etag(info.etag) != job.blob_etag:
+        raise BlobChanged(f"the input {job.container}/{job.name} was overwritten while it waited for a slot")
+
+
+class _SplitLease:
+    """Keeps a long split's claim alive: the job's row (so the poller does not resume it) and its slot (so no
+    one takes it back), rewritten every third of SUBMIT_LEASE_SECONDS while parts are written."""
+
+    def __init__(self, deps: Deps, job: Job) -> None:
+        self.deps, self.job = deps, job
+        self._renewed = deps.clock()
+
+    def renew(self) -> None:
+        now = self.deps.clock()
+        if now - self._renewed < self.deps.submit_lease / 3:
+            return
+        self.job = self.deps.store.update(replace(self.job, updated_at=now))  # StaleJob: moved on elsewhere
+        renew_slot(self.deps, self.job)
+        self._renewed = now
 
 
 def _post(deps: Deps, job: Job) -> Job:

@@ -35,7 +35,7 @@ from shared.errors import DropScoreError, PermanentError, RemoteJobNotFound, Sta
 from shared.logcontext import about_job
 from shared.models import REMOTE_ACTIVE, Job, JobState, JobSummary, RemoteJob, Stage
 from shared.ports import ActiveEntry
-from shared.usecases.admission import admit_waiting, capacity_of, is_waiting, oldest_first
+from shared.usecases.admission import admit_waiting, capacity_of, is_waiting, oldest_first, sharing_a_pool
 from shared.usecases.complete import finalize, give_up, request_completion
 from shared.usecases.deps import Deps, retry_lost_races
 from shared.usecases.intake import advance
@@ -100,7 +100,7 @@ def admit_after_completion(deps: Deps, finished: Job | None) -> int:
     """A job just gave its slot back (completion): submit the oldest waiting job now, not at the next tick."""
     if finished is None or finished.posts == 0 or not capacity_of(deps, finished):
         return 0
-    waiting = oldest_first(deps.store.active())
+    waiting = sharing_a_pool(deps, oldest_first(deps.store.active()), finished)
     return _admit_safely(deps, waiting, most=1) if waiting else 0
 
 
@@ -177,10 +177,14 @@ def _step(
 def _left_to_events(deps: Deps, summary: JobSummary) -> bool:
     """Run events cover the job and the backstop is not due: the tick does not ask Azure ML about it. Never for
     a job whose last known status is already an end (adopted by reconciliation after its event came and went)."""
-    backstop = timedelta(seconds=deps.settings.aml_events_backstop_seconds)
+    now, backstop = deps.clock(), timedelta(seconds=deps.settings.aml_events_backstop_seconds)
     if not deps.settings.aml_run_events or ended_remotely(summary.aml_status):
         return False
-    return not backstop_due(summary, deps.clock(), backstop)
+    if deps.stuck_policy.overdue(summary, now) is not None:
+        return False  # past a time limit: the tick cancels it now, not at the backstop
+    if summary.events_pending and (summary.updated_at is None or now - summary.updated_at >= deps.outbox_grace):
+        return False  # a settled event waits to be published: the tick reads the row now
+    return not backstop_due(summary, now, backstop)
 
 
 def _remember(deps: Deps, entry: ActiveEntry, job: Job | None) -> None:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 
 from shared.core.naming import key_prefix_of
-from shared.core.polling import summary_of
+from shared.core.polling import ended_remotely, summary_of
 from shared.errors import EventTooEarly
 from shared.logcontext import about_job
 from shared.models import JobState
@@ -48,6 +48,10 @@ def on_run_event(deps: Deps, *, event_type: str, data: Mapping[str, object]) -> 
             # deliver the event again later (its retry policy), when the job is Submitted and can be decided.
             raise EventTooEarly(f"job {entry.job_id} is still being submitted; the event is to be delivered again")
         outcome = poll_entry(deps, entry, on_event=True)
+        if ended_remotely(str(data.get("runStatus") or "")) and outcome.startswith("waiting:"):
+            # The event says the run ended but the status call does not say so yet: deliver the event again later
+            # rather than leave the job to the backstop.
+            raise EventTooEarly(f"job {entry.job_id}: Azure ML does not report the end its event announced yet")
         log.info("job %s: Azure ML event %s (%s): %s", entry.job_id, event_type, data.get("runStatus", "-"), outcome)
         return outcome
 

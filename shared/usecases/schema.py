@@ -52,9 +52,6 @@ class ModelColumns:
     def _route(self, route: Route | None) -> Route:
         return route or self._settings.routes.default
 
-    def discovered(self, route: Route | None = None) -> bool:
-        return self._route(route).discover_required_columns
-
     def current(self, route: Route | None = None) -> RequiredColumns:
         """The rule for the route's next input; raises TransientError only when `auto` has never had an answer."""
         route = self._route(route)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.core.sharding import MIB, ShardPlan, manifest_name, part_file, part_name, parts_folder
 from shared.core.submission import Parts
 from shared.csvsplit import CsvSplitter, PartInfo
-from shared.errors import BlobMissing, InputInvalid
+from shared.errors import BlobChanged, BlobMissing, InputInvalid
 from shared.models import Job
 from shared.usecases.deps import Deps
 
@@ -36,11 +37,10 @@ def shard_plan(deps: Deps, job: Job) -> ShardPlan:
     return ShardPlan(threshold_bytes=route.shard_threshold_mb * MIB, part_bytes=route.shard_part_mb * MIB)
 
 
-def parts_for(deps: Deps, job: Job) -> Parts | None:
-    """The parts to submit for `job`: None when it is sent whole; split now unless a complete split exists.
-    Raises InputInvalid when the input cannot be cut at a row boundary."""
-    if job.parts:
-        return Parts(job.parts, job.parts_folder)
+def parts_for(deps: Deps, job: Job, *, on_part: Callable[[], None] = lambda: None) -> Parts | None:
+    """The parts to submit for `job`: None when it is sent whole; split now unless a complete split exists
+    (`on_part` after each part written: a long split keeps its lease). Raises InputInvalid when the input cannot
+    be cut at a row boundary; the parts already written are removed then."""
     plan = shard_plan(deps, job)
     if not plan.applies_to(job.size):
         return None
@@ -49,10 +49,14 @@ def parts_for(deps: Deps, job: Job) -> Parts | None:
     if manifest is not None and manifest.blob_etag == job.blob_etag:
         log.info("job %s: reusing the %d parts already split into %s", job.job_id, len(manifest.parts), folder)
         return Parts(len(manifest.parts), folder)
-    return _split(deps, job, folder, part_bytes=plan.part_size_for(job.size))
+    try:
+        return _split(deps, job, folder, part_bytes=plan.part_size_for(job.size), on_part=on_part)
+    except (InputInvalid, BlobChanged, BlobMissing):
+        _remove_parts_from(deps, folder, first=0)  # the input ends without parts: none may be left behind
+        raise
 
 
-def _split(deps: Deps, job: Job, folder: str, *, part_bytes: int) -> Parts:
+def _split(deps: Deps, job: Job, folder: str, *, part_bytes: int, on_part: Callable[[], None]) -> Parts:
     container = deps.settings.aml_output_container
     chunks = deps.blobs.chunks(job.container, job.name, etag=job.blob_etag)
     splitter = CsvSplitter(chunks, part_bytes=part_bytes, delimiter=deps.settings.csv_delimiter)
@@ -61,6 +65,7 @@ def _split(deps: Deps, job: Job, folder: str, *, part_bytes: int) -> Parts:
         deps.blobs.write(container, part_name(folder, part.index), part.chunks(), content_type="text/csv")
         done += part.info.size
         log.info("job %s: part %d written (%d of %d MiB split)", job.job_id, part.index, done // MIB, job.size // MIB)
+        on_part()
     infos = tuple(splitter.infos)
     if not infos:
         raise InputInvalid("the file has a header but no rows to score", code="NoRows")
@@ -95,12 +100,15 @@ def part_rows(deps: Deps, job: Job) -> dict[str, tuple[int, int]]:
 
 
 def remove_parts(deps: Deps, job: Job) -> None:
-    """Delete a finished job's parts and manifest (idempotent: a rerun finds nothing left)."""
-    if not job.parts:
+    """Delete a finished job's parts and manifest (idempotent: a rerun finds nothing left). Also for a job that
+    never recorded parts but is big enough to have been split (SHARD_THRESHOLD_MB is at least 1): a split its
+    settings stopped asking for, or one cut short."""
+    if not job.parts and job.size <= MIB:
         return
-    _remove_parts_from(deps, job.parts_folder, first=0, known=job.parts)
-    deps.blobs.delete(deps.settings.aml_output_container, manifest_name(job.parts_folder))
-    log.info("job %s: its %d parts removed", job.job_id, job.parts)
+    folder = job.parts_folder or parts_folder(deps.settings.aml_output_prefix, job.job_id)
+    _remove_parts_from(deps, folder, first=0, known=job.parts)
+    if deps.blobs.delete(deps.settings.aml_output_container, manifest_name(folder)) or job.parts:
+        log.info("job %s: its parts in %s removed", job.job_id, folder)
 
 
 def _remove_parts_from(deps: Deps, folder: str, *, first: int, known: int = 0) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import timedelta
 
 from shared.core.admission import open_slots, pool_key, still_held
-from shared.models import JobState, RemoteStatus, Slot
+from shared.core.submission import received
+from shared.models import BlobRef, JobState, RemoteStatus, Slot
 from shared.usecases import complete, intake, poll
 from tests.fakes import SimulatedCrash, World, make_world, write_predictions
 
@@ -137,3 +139,65 @@ def test_a_slot_is_held_while_its_job_is_in_flight_and_open_once_it_ended() -> N
     assert not still_held(slot, ended, now, lease)
     assert open_slots([slot], 2, {job.job_id: job}, now=now, lease=lease) == [Slot(1)]
     assert open_slots([slot], 2, {job.job_id: ended}, now=now, lease=lease) == [slot, Slot(1)]
+
+
+def test_a_waiting_job_leaves_the_waiting_index_before_its_intent_so_a_crash_cannot_hide_it() -> None:
+    world = make_world(MAX_JOBS_IN_FLIGHT="1")
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1", "2"])
+    first, second = drop(world, "a.csv"), drop(world, "b.csv")
+    world.store.crash_on_update = lambda job: job.job_id == second and job.state is JobState.SUBMITTED
+    with contextlib.suppress(SimulatedCrash):
+        poll.poll(world.deps)  # first ends; second is submitted, and the host dies before recording the answer
+    world.store.crash_on_update = None
+    assert world.store.rows[second].state is JobState.SUBMITTING
+    assert world.store.summaries[second].state is not JobState.WAITING  # the tick polls it from now on
+    assert world.store.rows[first].state is JobState.SCORED
+
+
+def test_one_routes_full_endpoint_never_holds_back_another_routes_waiting_jobs() -> None:
+    eu = "https://eu-ep.westeurope.inference.ml.azure.com/jobs"
+    routes = [{"name": "eu", "prefix": "eu/", "endpointUri": eu, "maxJobsInFlight": 1}]
+    world = make_world(MAX_JOBS_IN_FLIGHT="1", ROUTES=json.dumps(routes))
+    held = drop(world, "a.csv")  # the default endpoint's only slot, held for good
+    blocked = drop(world, "b.csv")  # waits behind it, the oldest waiting job
+    eu_first, eu_second = drop(world, "eu/x.csv"), drop(world, "eu/y.csv")
+    assert [world.store.rows[j].state for j in (held, blocked, eu_first, eu_second)] == [
+        JobState.SUBMITTED,
+        JobState.WAITING,
+        JobState.SUBMITTED,
+        JobState.WAITING,
+    ]
+    world.endpoints[eu].jobs[world.store.rows[eu_first].aml_job_name] = [
+        world.endpoints[eu]
+        .jobs[world.store.rows[eu_first].aml_job_name][0]
+        .__class__(world.store.rows[eu_first].aml_job_name, RemoteStatus.FAILED)
+    ]
+    poll.poll(world.deps)  # eu's slot frees up; the older default job still finds its endpoint full
+    assert world.store.rows[eu_second].state is JobState.SUBMITTED
+    assert world.store.rows[blocked].state is JobState.WAITING
+
+
+def test_a_waiting_job_whose_input_changed_meanwhile_is_not_sent() -> None:
+    world = make_world(MAX_JOBS_IN_FLIGHT="1")
+    world.scoring.script = [RemoteStatus.FAILED]
+    first, second = drop(world, "a.csv"), drop(world, "b.csv")
+    world.blobs.put("incoming", "b.csv", CSV + b"1.0,Fair\n")  # a new upload replaces the waiting version
+    poll.poll(world.deps)
+    assert world.store.rows[second].state is JobState.CANCELED
+    assert world.store.rows[second].error_code == "BlobChanged"
+    assert len([post for post in world.scoring.posts if post.job_name.startswith(f"dropscore-{second[:32]}")]) == 0
+    assert world.store.rows[first].state is JobState.FAILED
+
+
+def test_a_job_whose_route_was_removed_while_it_waited_fails_route_gone() -> None:
+    routes = [{"name": "eu", "prefix": "eu/", "endpointUri": "https://eu-ep.westeurope.inference.ml.azure.com/jobs"}]
+    world = make_world(MAX_JOBS_IN_FLIGHT="1", ROUTES=json.dumps(routes))
+    etag = world.blobs.put("incoming", "eu/x.csv", CSV)
+    job = received(
+        BlobRef("devstoreaccount1", "incoming", "eu/x.csv", etag, len(CSV), "u"), world.clock(), route="gone"
+    )
+    world.store.create(job)
+    after = intake.advance(world.deps, world.store.rows[job.job_id])
+    assert (after.state, after.error_code) == (JobState.FAILED, "RouteGone")
+    assert world.scoring.posts == []

@@ -125,3 +125,24 @@ def test_a_job_adopted_in_an_ended_status_is_decided_at_the_next_tick_not_the_ba
     world.clock.advance(seconds=61)
     poll.poll(world.deps)  # the backstop (300 s) is not due, but an ended status is decided now
     assert world.store.rows[job_id].state is JobState.SCORED
+
+
+def test_an_end_the_status_call_does_not_show_yet_is_refused_so_the_event_comes_again() -> None:
+    world = events_world()
+    world.scoring.script = [RemoteStatus.QUEUED, RemoteStatus.QUEUED]
+    job = submitted(world)
+    with pytest.raises(EventTooEarly):
+        event(world, job)  # RunStatusChanged Completed, but GET still says Queued
+    assert world.store.rows[job].state is JobState.SUBMITTED
+    assert len(world.scoring.status_calls) == 1
+
+
+def test_with_events_a_job_past_its_limit_is_canceled_at_the_next_tick_not_the_backstop() -> None:
+    world = make_world(AML_RUN_EVENTS="on", AML_EVENTS_BACKSTOP_SECONDS="86400", QUEUED_LIMIT_MINUTES="60")
+    world.scoring.script = [RemoteStatus.QUEUED]
+    job = submitted(world)
+    poll.poll(world.deps)  # the first tick reads the row and indexes the summary
+    world.clock.advance(minutes=61)
+    poll.poll(world.deps)
+    assert world.store.rows[job].state is JobState.TIMED_OUT
+    assert world.scoring.canceled == [world.store.rows[job].aml_job_name]

@@ -179,3 +179,30 @@ def test_small_inputs_and_sharding_off_go_whole() -> None:
     drop(world, big_csv(80_000))
     (post,) = world.scoring.posts
     assert (post.input_type, post.mini_batch_size) == ("UriFile", None)
+
+
+def test_a_split_that_meets_an_unclosed_quote_is_rejected_and_leaves_no_part_behind() -> None:
+    world = sharded_world()
+    job_id = drop(world, big_csv(80_000) + b'9.99,Ideal,"never closed\n')
+    job = world.store.rows[job_id]
+    assert (job.state, job.error_code) == (JobState.REJECTED, "UnclosedQuote")
+    assert parts_left(world) == []
+    assert world.scoring.posts == []
+
+
+def test_a_long_split_keeps_its_lease_and_its_slot() -> None:
+    world = sharded_world(MAX_JOBS_IN_FLIGHT="1", SUBMIT_LEASE_SECONDS="300")
+    written = world.blobs.write
+
+    def slow_write(container: str, name: str, data: object, *, content_type: str) -> None:
+        written(container, name, data, content_type=content_type)  # type: ignore[arg-type]
+        world.clock.advance(seconds=150)  # each part takes 150 s: the split outlasts the 300 s lease
+
+    world.blobs.write = slow_write  # type: ignore[method-assign]
+    job_id = drop(world, big_csv(80_000))
+    job = world.store.rows[job_id]
+    assert job.state is JobState.SUBMITTED
+    (slot,) = world.slots.rows.values()
+    assert slot.holder == job_id
+    assert slot.taken_at is not None
+    assert world.clock() - slot.taken_at < world.deps.submit_lease  # renewed while the parts were written
