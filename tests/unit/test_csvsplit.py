@@ -1,4 +1,4 @@
-"""The split of an input into parts (shared/csvsplit.py): each part the header line plus whole records, the
+"""The split of an input into parts (shared/csvsplit/): each part the header line plus whole records, the
 parts' row counts exactly the join's numbering of the input, whatever the chunks, blocks and part sizes.
 
 The authority on rows is the join itself (`join_predictions`' `rows_in`), run with blocks of every size so
