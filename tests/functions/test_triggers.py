@@ -58,6 +58,7 @@ def test_the_app_indexes_with_no_settings_and_lists_every_function() -> None:
         "poll_jobs",
         "complete_job",
         "give_up_completion",
+        "aml_run_events",
         "get_job",
         "list_jobs",
         "health",
@@ -68,6 +69,7 @@ def test_the_app_indexes_with_no_settings_and_lists_every_function() -> None:
     assert bindings["poll_jobs"][0]["schedule"] == "%POLL_SCHEDULE%"
     assert bindings["complete_job"][0]["queueName"] == "%COMPLETIONS_QUEUE%"
     assert bindings["give_up_completion"][0]["queueName"] == "%COMPLETIONS_QUEUE%-poison"
+    assert bindings["aml_run_events"][0]["type"] == "eventGridTrigger"
     assert bindings["get_job"][0]["route"] == "jobs/{id}"
     assert bindings["get_job"][0]["authLevel"] == "FUNCTION"
     assert (bindings["health"][0]["route"], bindings["health"][0]["authLevel"]) == ("health", "ADMIN")
@@ -134,6 +136,26 @@ def test_timer_and_queue_triggers_finish_a_job(world: World) -> None:
         world.blobs.data("predictions", "x.csv.predictions.csv") == b"carat,cut,prediction\n0.3,Ideal,10\n0.4,Good,20\n"
     )
     assert world.events.types()[-1] == EventType.JOB_COMPLETED.value
+
+
+def test_an_azure_ml_run_event_completes_its_job_through_the_event_grid_trigger(world: World) -> None:
+    world.scoring.script = [RemoteStatus.QUEUED, RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["10", "20"])
+    function_app.on_input_blob(blob_client(world, "e.csv", CSV))
+    (job,) = world.store.rows.values()
+    world.scoring.jobs[job.aml_job_name].pop(0)  # Azure ML finished it
+    event = func.EventGridEvent(
+        id="e1",
+        data={"runId": job.aml_job_name, "runStatus": "Completed", "experimentName": "dropscore-ep"},
+        topic="/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w",
+        subject=f"experiments/x/runs/{job.aml_job_name}",
+        event_type="Microsoft.MachineLearningServices.RunStatusChanged",
+        event_time=None,
+        data_version="2",
+    )
+    function_app.aml_run_events(event)
+    assert world.store.rows[job.job_id].state is JobState.SCORED
+    assert world.queue.messages == [job.job_id]
 
 
 def test_a_malformed_queue_message_is_dropped_with_a_log(world: World, caplog: pytest.LogCaptureFixture) -> None:

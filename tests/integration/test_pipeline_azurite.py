@@ -16,6 +16,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from localdev.azurite import Azurite
 from shared.adapters.blobs import AzureBlobStore
 from shared.adapters.queues import StorageCompletionQueue
+from shared.adapters.slots import TableSlots
 from shared.adapters.tables import TableJobStore
 from shared.config import Settings
 from shared.core.naming import parse_completion_message
@@ -72,6 +73,9 @@ def env(azurite: Azurite) -> dict[str, object]:
         resources=FakeResources(),
         clock=FakeClock(),
         model_columns=ModelColumns(settings, FakeModelCatalog, FakeClock()),
+        slots=TableSlots(
+            TableServiceClient.from_connection_string(azurite.connection_string), table=settings.active_table
+        ),
     )
     blob_service.create_container(settings.input_container)
     return {"deps": deps, "blobs": blob_service, "queue": queue, "scoring": scoring}

@@ -12,11 +12,12 @@ import pytest
 from azure.data.tables import TableClient, TableServiceClient
 
 from localdev.azurite import Azurite
+from shared.adapters.slots import TableSlots
 from shared.adapters.tables import LEGACY_ACTIVE_PARTITION, LEGACY_ROW, TableJobStore, active_partition, to_entity
 from shared.core.naming import HEALTH_PROBE_PREFIX, job_key
 from shared.core.polling import summary_of
 from shared.errors import JobExists, StaleJob
-from shared.models import Job, JobState, RemoteJob, RemoteStatus, Stage
+from shared.models import Job, JobState, RemoteJob, RemoteStatus, Slot, Stage
 from shared.usecases import poll
 from shared.usecases.deps import Deps
 from tests.fakes import World, make_world
@@ -198,3 +199,33 @@ def test_a_tick_over_legacy_rows_reads_each_once_then_only_on_news(azurite: Azur
     assert store.reads == 1
     stored: Any = table(store, store.jobs_table).get_entity(legacy.job_id, LEGACY_ROW)
     assert stored["state"] == JobState.SCORED.value
+
+
+def test_slots_are_taken_once_each_and_never_listed_as_jobs(store: CountingStore) -> None:
+    slots = TableSlots(store._service, table=store.active_table)
+    assert slots.slots("pool1") == []
+    assert slots.take("pool1", Slot(0), job_id="a" * 40, at=NOW)
+    assert not slots.take("pool1", Slot(0), job_id="b" * 40, at=NOW)  # read before the first take: it lost
+    (taken,) = slots.slots("pool1")
+    assert (taken.number, taken.holder, taken.taken_at) == (0, "a" * 40, NOW)
+    assert not slots.free("pool1", Slot(0, holder="a" * 40, version='W/"stale"'))
+    assert slots.free("pool1", taken)
+    assert slots.slots("pool1")[0].holder == ""
+    job = running_job(7)
+    store.mark_active(job)
+    assert [entry.job_id for entry in store.active()] == [job.job_id]  # the slot rows are not jobs
+
+
+def test_a_run_event_finds_its_job_by_a_range_of_one_index_partition(store: CountingStore) -> None:
+    jobs = [running_job(index) for index in range(20)]
+    for job in jobs:
+        store.mark_active(job)
+    target = jobs[3]
+    found = store.find_active(target.job_id[:32])
+    assert [entry.job_id for entry in found] == [target.job_id]
+    assert found[0].summary is not None
+    assert found[0].summary.aml_job_name == target.aml_job_name
+    store.note_checked(target.job_id, NOW)
+    (again,) = store.find_active(target.job_id[:32])
+    assert again.summary is not None
+    assert again.summary.checked_at == NOW

@@ -90,6 +90,7 @@ def test_the_python_313_worker_indexes_every_function(tmp_path: Path) -> None:
         "poll_jobs": ["timerTrigger"],
         "complete_job": ["queueTrigger"],
         "give_up_completion": ["queueTrigger"],
+        "aml_run_events": ["eventGridTrigger"],
         "get_job": ["httpTrigger", "http"],
         "list_jobs": ["httpTrigger", "http"],
         "health": ["httpTrigger", "http"],
