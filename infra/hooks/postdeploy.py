@@ -25,84 +25,19 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+# Sibling modules: found as the script's directory is on sys.path (azure.yaml runs this file as a script).
+from amlevents import aml_events_from_values, create_aml_subscription, wait_for_function
+from hookcli import OUTPUT_NAMES, Deployment, HookError, Runner, run_cli, write_private_json
+
 TEMPLATE = Path(__file__).resolve().parent.parent / "blob-subscription.bicep"
-AML_TEMPLATE = Path(__file__).resolve().parent.parent / "aml-run-events-subscription.bicep"
 KEY_QUERY = "systemKeys.blobs_extension"
 KEY_ATTEMPTS = 10
 KEY_RETRY_SECONDS = 15.0
-FUNCTION_ATTEMPTS = 10
-FUNCTION_RETRY_SECONDS = 15.0
-
-Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
-
-
-class HookError(Exception):
-    """A failure with a message that says what to do; the script prints it and exits 1."""
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """What the subscription template needs, from main.bicep's outputs."""
-
-    resource_group: str
-    function_app_name: str
-    function_app_hostname: str
-    function_name: str
-    system_topic_name: str
-    subscription_name: str
-    input_container: str
-    storage_account_id: str
-    dead_letter_container: str
-    aml_run_events: str  # 'on' or 'off': whether to subscribe aml_run_events too (aml_events_from_values)
-
-
-# Deployment field -> main.bicep output name (azd exports outputs under these names too).
-OUTPUT_NAMES = {
-    "resource_group": "AZURE_RESOURCE_GROUP",
-    "function_app_name": "AZURE_FUNCTION_APP_NAME",
-    "function_app_hostname": "AZURE_FUNCTION_APP_HOSTNAME",
-    "function_name": "BLOB_TRIGGER_FUNCTION_NAME",
-    "system_topic_name": "EVENTGRID_SYSTEM_TOPIC_NAME",
-    "subscription_name": "BLOB_EVENT_SUBSCRIPTION_NAME",
-    "input_container": "INPUT_CONTAINER_NAME",
-    "storage_account_id": "AZURE_STORAGE_ACCOUNT_ID",
-    "dead_letter_container": "DEAD_LETTER_CONTAINER_NAME",
-    "aml_run_events": "AML_RUN_EVENTS_SETTING",
-}
-
-
-@dataclass(frozen=True)
-class AmlEvents:
-    """What the run events subscription template needs (only when AML_RUN_EVENTS_SETTING is 'on')."""
-
-    resource_group: str
-    system_topic_name: str
-    subscription_name: str
-    function_app_id: str
-    function_name: str
-    storage_account_id: str
-    dead_letter_container: str
-
-
-# AmlEvents field -> main.bicep output name; required only when the setting is 'on'.
-AML_OUTPUT_NAMES = {
-    "resource_group": "AML_SYSTEM_TOPIC_RESOURCE_GROUP",
-    "system_topic_name": "AML_SYSTEM_TOPIC_NAME",
-    "subscription_name": "AML_EVENT_SUBSCRIPTION_NAME",
-    "function_app_id": "AZURE_FUNCTION_APP_ID",
-    "function_name": "AML_EVENTS_FUNCTION_NAME",
-    "storage_account_id": "AZURE_STORAGE_ACCOUNT_ID",
-    "dead_letter_container": "DEAD_LETTER_CONTAINER_NAME",
-}
-AML_SETTING_VALUES = ("on", "off")
 
 
 def deployment_from_values(values: Mapping[str, str]) -> Deployment:
@@ -116,26 +51,6 @@ def deployment_from_values(values: Mapping[str, str]) -> Deployment:
             "name of your `az deployment sub create` deployment of infra/main.bicep."
         )
     return Deployment(**{field: str(values[output]).strip() for field, output in OUTPUT_NAMES.items()})
-
-
-def aml_events_from_values(values: Mapping[str, str]) -> AmlEvents | None:
-    """None when the run events are off; otherwise every output the subscription needs (all missing named at once)."""
-    setting = str(values.get(OUTPUT_NAMES["aml_run_events"], "")).strip().lower()
-    if setting not in AML_SETTING_VALUES:
-        raise HookError(
-            f"{OUTPUT_NAMES['aml_run_events']} is {setting!r}, expected 'on' or 'off': provision again with the "
-            "current infra/main.bicep."
-        )
-    if setting == "off":
-        return None
-    missing = [output for output in AML_OUTPUT_NAMES.values() if not str(values.get(output, "")).strip()]
-    if missing:
-        raise HookError(
-            "AML_RUN_EVENTS_SETTING is on but these deployment outputs are missing or empty: "
-            + ", ".join(missing)
-            + ". Provision again with the current infra/main.bicep."
-        )
-    return AmlEvents(**{field: str(values[output]).strip() for field, output in AML_OUTPUT_NAMES.items()})
 
 
 def values_from_arm_outputs(outputs: Mapping[str, Mapping[str, object]]) -> dict[str, str]:
@@ -166,17 +81,6 @@ def key_command(*, az: str, deployment: Deployment) -> list[str]:
     ]  # fmt: skip
 
 
-def function_command(*, az: str, deployment: Deployment, function_name: str) -> list[str]:
-    return [
-        az, "functionapp", "function", "show",
-        "--resource-group", deployment.resource_group,
-        "--name", deployment.function_app_name,
-        "--function-name", function_name,
-        "--query", "name",
-        "--output", "tsv",
-    ]  # fmt: skip
-
-
 def subscription_parameters(*, deployment: Deployment, blob_extension_key: str) -> dict[str, object]:
     """The ARM parameters file for infra/blob-subscription.bicep (holds the key: write it privately)."""
     values = {
@@ -196,35 +100,6 @@ def subscription_parameters(*, deployment: Deployment, blob_extension_key: str) 
     }
 
 
-def aml_subscription_parameters(*, events: AmlEvents) -> dict[str, object]:
-    """The ARM parameters file for infra/aml-run-events-subscription.bicep (no secret in it)."""
-    values = {
-        "systemTopicName": events.system_topic_name,
-        "subscriptionName": events.subscription_name,
-        "functionAppId": events.function_app_id,
-        "functionName": events.function_name,
-        "storageAccountId": events.storage_account_id,
-        "deadLetterContainerName": events.dead_letter_container,
-    }
-    return {
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
-        "contentVersion": "1.0.0.0",
-        "parameters": {name: {"value": value} for name, value in values.items()},
-    }
-
-
-def aml_deploy_command(*, az: str, events: AmlEvents, template: Path, parameters_file: Path) -> list[str]:
-    return [
-        az, "deployment", "group", "create",
-        "--resource-group", events.resource_group,
-        "--name", f"aml-run-events-{events.subscription_name}"[:64],
-        "--template-file", str(template),
-        "--parameters", f"@{parameters_file}",
-        "--output", "none",
-        "--only-show-errors",
-    ]  # fmt: skip
-
-
 def deploy_command(*, az: str, deployment: Deployment, template: Path, parameters_file: Path) -> list[str]:
     # --output none: the CLI echoes nothing of the deployment (secure parameters are never returned anyway).
     return [
@@ -238,21 +113,8 @@ def deploy_command(*, az: str, deployment: Deployment, template: Path, parameter
     ]  # fmt: skip
 
 
-def write_private_json(document: Mapping[str, object]) -> Path:
-    """A temp file only the current user can read (mkstemp creates it with mode 0600)."""
-    handle, name = tempfile.mkstemp(prefix="dropscore-blob-subscription-", suffix=".json")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        json.dump(document, stream)
-    return Path(name)
-
-
 def redact(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
-
-
-def run_cli(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    """Run a CLI command, capturing its output (nothing of it is printed unless it fails)."""
-    return subprocess.run(list(argv), capture_output=True, text=True, check=False)  # noqa: S603
 
 
 def find_tool(name: str, *, hint: str) -> str:
@@ -312,54 +174,6 @@ def create_subscription(
             f"deploying {template.name} failed: {redact(result.stderr.strip(), blob_extension_key)}. "
             "Event Grid validates the webhook when the subscription is created: the app must be running and "
             "reachable, and the key current (run this script again after a key rotation)."
-        )
-
-
-def wait_for_function(
-    *,
-    az: str,
-    deployment: Deployment,
-    function_name: str,
-    runner: Runner = run_cli,
-    sleep: Callable[[float], None] = time.sleep,
-    attempts: int = FUNCTION_ATTEMPTS,
-    retry_seconds: float = FUNCTION_RETRY_SECONDS,
-) -> None:
-    """ARM lists a function once the host has indexed the deployed code, which can lag the deploy: retry."""
-    command = function_command(az=az, deployment=deployment, function_name=function_name)
-    error = ""
-    for attempt in range(1, attempts + 1):
-        result = runner(command)
-        if result.returncode == 0 and result.stdout.strip():
-            return
-        error = result.stderr.strip()
-        if attempt < attempts:
-            print(f"function {function_name} not listed yet (attempt {attempt}/{attempts}); retrying", file=sys.stderr)
-            sleep(retry_seconds)
-    raise HookError(
-        f"{deployment.function_app_name} has no function {function_name} after {attempts} attempts"
-        + (f" ({error})" if error else "")
-        + ". Event Grid can subscribe only an existing function: check that the deployed code declares it "
-        f"(`az functionapp function list -g {deployment.resource_group} -n {deployment.function_app_name}`), "
-        "then run this script again. Until then the poller alone finishes jobs."
-    )
-
-
-def create_aml_subscription(
-    *, az: str, events: AmlEvents, runner: Runner = run_cli, template: Path = AML_TEMPLATE
-) -> None:
-    parameters_file = write_private_json(aml_subscription_parameters(events=events))
-    command = aml_deploy_command(az=az, events=events, template=template, parameters_file=parameters_file)
-    try:
-        result = runner(command)
-    finally:
-        parameters_file.unlink(missing_ok=True)
-    if result.returncode != 0:
-        raise HookError(
-            f"deploying {template.name} into {events.resource_group} failed: {result.stderr.strip()}. It needs the "
-            f"system topic {events.system_topic_name} (main.bicep creates it, or names it with "
-            "workspaceSystemTopicName), its system-assigned identity, and your right to create event subscriptions "
-            "on the workspace (Contributor or Owner). Until it exists the poller alone finishes jobs."
         )
 
 

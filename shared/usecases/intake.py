@@ -130,19 +130,20 @@ def _admit_and_submit(deps: Deps, job: Job) -> Job:
         saved = deps.store.update(waiting(job, deps.clock()))
         deps.store.refresh_active(saved)  # the tick finds waiting jobs, oldest first, from the index alone
         return saved
+    lease = _SplitLease(deps, job)
     try:
         if job.state == JobState.WAITING:  # it may have waited long: is its version still the one we validated?
             _still_there(deps, job)
-        lease = _SplitLease(deps, job)
         parts = parts_for(deps, job, on_part=lease.renew)
-        job = lease.job
     except InputInvalid as exc:
+        job = lease.job  # the row as the split last renewed it
         log.warning("job %s: input %s/%s rejected: %s", job.job_id, job.container, job.name, exc.message)
         return end(deps, job, state=JobState.REJECTED, code=exc.code, message=exc.message)
     except (BlobChanged, BlobMissing) as exc:
+        job = lease.job
         log.warning("job %s: %s", job.job_id, exc.message)
         return end(deps, job, state=JobState.CANCELED, code=exc.code, message=exc.message)
-    return _submit(deps, job, new_attempt=True, parts=parts)
+    return _submit(deps, lease.job, new_attempt=True, parts=parts)
 
 
 def _validate(deps: Deps, job: Job) -> None:

@@ -1,10 +1,11 @@
-"""infra/hooks/postdeploy.py: the commands it builds, that the blob extension key never reaches a command line, and
-that the run events subscription is created (after the function exists) exactly when AML_RUN_EVENTS is on."""
+"""infra/hooks/postdeploy.py (with its sibling amlevents.py): the commands it builds, that the blob extension key
+never reaches a command line, and that the run events subscription is created (after the function exists) exactly
+when AML_RUN_EVENTS is on."""
 
 from __future__ import annotations
 
 import functools
-import importlib.util
+import importlib
 import json
 import os
 import stat
@@ -40,17 +41,18 @@ OUTPUTS = {
 OFF = {**OUTPUTS, "AML_RUN_EVENTS_SETTING": "off", "AML_SYSTEM_TOPIC_NAME": ""}
 
 
-def load_hook() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("postdeploy_hook", INFRA / "hooks" / "postdeploy.py")
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+def load_hook_modules() -> tuple[ModuleType, ModuleType]:
+    """postdeploy and its sibling amlevents, imported as `python infra/hooks/postdeploy.py` runs them: with
+    infra/hooks on sys.path (postdeploy imports amlevents and hookcli by name), only for the import."""
+    hooks = str(INFRA / "hooks")
+    sys.path.insert(0, hooks)
+    try:
+        return importlib.import_module("postdeploy"), importlib.import_module("amlevents")
+    finally:
+        sys.path.remove(hooks)
 
 
-hook = load_hook()
+hook, aml = load_hook_modules()
 
 
 class FakeCli:
@@ -100,7 +102,7 @@ def deployment() -> Any:
 
 
 def aml_events() -> Any:
-    return hook.aml_events_from_values(OUTPUTS)
+    return aml.aml_events_from_values(OUTPUTS)
 
 
 def test_key_command_reads_only_the_blobs_extension_key() -> None:
@@ -141,8 +143,8 @@ def test_parameters_match_the_subscription_template() -> None:
 def test_the_outputs_the_hook_reads_are_outputs_of_main_bicep() -> None:
     outputs = set(parse("main.bicep")["outputs"])
     assert set(hook.OUTPUT_NAMES.values()) <= outputs
-    assert set(hook.AML_OUTPUT_NAMES.values()) <= outputs
-    assert set(OUTPUTS) == set(hook.OUTPUT_NAMES.values()) | set(hook.AML_OUTPUT_NAMES.values())
+    assert set(aml.AML_OUTPUT_NAMES.values()) <= outputs
+    assert set(OUTPUTS) == set(hook.OUTPUT_NAMES.values()) | set(aml.AML_OUTPUT_NAMES.values())
 
 
 def test_missing_outputs_are_named_together() -> None:
@@ -238,24 +240,24 @@ def test_main_without_az_explains_and_fails(
 
 
 def test_run_events_off_means_no_run_events_subscription() -> None:
-    assert hook.aml_events_from_values(OFF) is None
-    assert hook.aml_events_from_values({**OFF, "AML_RUN_EVENTS_SETTING": "OFF"}) is None
+    assert aml.aml_events_from_values(OFF) is None
+    assert aml.aml_events_from_values({**OFF, "AML_RUN_EVENTS_SETTING": "OFF"}) is None
 
 
 def test_run_events_on_needs_every_aml_output_named_together() -> None:
     values = {k: v for k, v in OUTPUTS.items() if k not in {"AML_SYSTEM_TOPIC_NAME", "AML_EVENTS_FUNCTION_NAME"}}
     with pytest.raises(hook.HookError, match="AML_SYSTEM_TOPIC_NAME, AML_EVENTS_FUNCTION_NAME"):
-        hook.aml_events_from_values(values)
+        aml.aml_events_from_values(values)
 
 
 @pytest.mark.parametrize("setting", ["", "true", "yes"])
 def test_an_unknown_run_events_setting_is_refused(setting: str) -> None:
     with pytest.raises(hook.HookError, match="expected 'on' or 'off'"):
-        hook.aml_events_from_values({**OUTPUTS, "AML_RUN_EVENTS_SETTING": setting})
+        aml.aml_events_from_values({**OUTPUTS, "AML_RUN_EVENTS_SETTING": setting})
 
 
 def test_aml_parameters_match_the_run_events_template() -> None:
-    document = hook.aml_subscription_parameters(events=aml_events())
+    document = aml.aml_subscription_parameters(events=aml_events())
     parameters = {name: entry["value"] for name, entry in document["parameters"].items()}
     declared = parse("aml-run-events-subscription.bicep")["parameters"]
     required = {name for name, p in declared.items() if p.get("default") is None}
@@ -267,8 +269,8 @@ def test_aml_parameters_match_the_run_events_template() -> None:
 
 
 def test_aml_deploy_command_targets_the_workspace_resource_group() -> None:
-    command = hook.aml_deploy_command(
-        az="az", events=aml_events(), template=hook.AML_TEMPLATE, parameters_file=Path("/tmp/p.json")
+    command = aml.aml_deploy_command(
+        az="az", events=aml_events(), template=aml.AML_TEMPLATE, parameters_file=Path("/tmp/p.json")
     )
     assert command[:4] == ["az", "deployment", "group", "create"]
     assert command[command.index("--resource-group") + 1] == "rg-ml"
@@ -279,7 +281,7 @@ def test_aml_deploy_command_targets_the_workspace_resource_group() -> None:
 
 
 def test_function_command_asks_arm_for_the_deployed_function() -> None:
-    assert hook.function_command(az="az", deployment=deployment(), function_name="aml_run_events") == [
+    assert aml.function_command(az="az", deployment=deployment(), function_name="aml_run_events") == [
         "az", "functionapp", "function", "show",
         "--resource-group", "rg-dropscore-dev",
         "--name", "func-dropscore-abc",
@@ -291,7 +293,7 @@ def test_function_command_asks_arm_for_the_deployed_function() -> None:
 
 def test_the_function_is_awaited_while_the_host_indexes_it() -> None:
     cli, pauses = FakeCli(functions=["", "", "func-dropscore-abc/aml_run_events"]), []
-    hook.wait_for_function(
+    aml.wait_for_function(
         az="az", deployment=deployment(), function_name="aml_run_events", runner=cli, sleep=pauses.append
     )
     assert len(pauses) == 2
@@ -300,7 +302,7 @@ def test_the_function_is_awaited_while_the_host_indexes_it() -> None:
 def test_no_function_after_every_attempt_says_what_to_check() -> None:
     cli = FakeCli(functions=["", ""])
     with pytest.raises(hook.HookError, match=r"no function aml_run_events after 2 attempts.*NotFound.*function list"):
-        hook.wait_for_function(
+        aml.wait_for_function(
             az="az",
             deployment=deployment(),
             function_name="aml_run_events",
@@ -312,7 +314,7 @@ def test_no_function_after_every_attempt_says_what_to_check() -> None:
 
 def test_create_aml_subscription_uses_a_private_file_it_deletes() -> None:
     cli = FakeCli()
-    hook.create_aml_subscription(az="az", events=aml_events(), runner=cli)
+    aml.create_aml_subscription(az="az", events=aml_events(), runner=cli)
     [(path, document, mode)] = cli.parameters_seen
     assert document["parameters"]["subscriptionName"]["value"] == "dropscore-aml-run-events"
     if os.name == "posix":
@@ -323,7 +325,7 @@ def test_create_aml_subscription_uses_a_private_file_it_deletes() -> None:
 def test_a_failed_aml_deployment_says_what_it_needs() -> None:
     cli = FakeCli(deploy_returncode=1, deploy_stderr="ERROR: AuthorizationFailed")
     with pytest.raises(hook.HookError, match=r"AuthorizationFailed.*workspaceSystemTopicName.*Contributor or Owner"):
-        hook.create_aml_subscription(az="az", events=aml_events(), runner=cli)
+        aml.create_aml_subscription(az="az", events=aml_events(), runner=cli)
     assert not Path(cli.parameters_seen[0][0]).exists()
 
 
@@ -341,10 +343,10 @@ def test_main_with_run_events_on_subscribes_both_after_the_function_exists(
         ["functionapp", "function", "show"],
         ["deployment", "group", "create"],
     ]
-    blob, aml = cli.calls[1], cli.calls[3]
+    blob, run_events = cli.calls[1], cli.calls[3]
     assert blob[blob.index("--resource-group") + 1] == "rg-dropscore-dev"
-    assert aml[aml.index("--resource-group") + 1] == "rg-ml"
-    assert aml[aml.index("--template-file") + 1] == str(hook.AML_TEMPLATE)
+    assert run_events[run_events.index("--resource-group") + 1] == "rg-ml"
+    assert run_events[run_events.index("--template-file") + 1] == str(aml.AML_TEMPLATE)
     assert "dropscore-aml-run-events" in capsys.readouterr().out
 
 
@@ -368,10 +370,10 @@ def test_main_fails_when_the_function_never_appears(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(hook.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(hook, "wait_for_function", functools.partial(hook.wait_for_function, sleep=lambda _: None))
+    monkeypatch.setattr(hook, "wait_for_function", functools.partial(aml.wait_for_function, sleep=lambda _: None))
     for name, value in OUTPUTS.items():
         monkeypatch.setenv(name, value)
-    cli = FakeCli(functions=[""] * hook.FUNCTION_ATTEMPTS)
+    cli = FakeCli(functions=[""] * aml.FUNCTION_ATTEMPTS)
     assert hook.main([], runner=cli) == 1
     assert "no function aml_run_events" in capsys.readouterr().err
     assert len([c for c in cli.calls if c[1:4] == ["deployment", "group", "create"]]) == 1  # the blob one only
