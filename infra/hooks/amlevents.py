@@ -14,7 +14,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hookcli import OUTPUT_NAMES, Deployment, HookError, Runner, run_cli, write_private_json
+from hookcli import (
+    OUTPUT_NAMES,
+    Deployment,
+    HookError,
+    Runner,
+    group_deploy_command,
+    parameters_document,
+    run_cli,
+    write_private_json,
+)
 
 AML_TEMPLATE = Path(__file__).resolve().parent.parent / "aml-run-events-subscription.bicep"
 FUNCTION_ATTEMPTS = 10
@@ -88,23 +97,17 @@ def aml_subscription_parameters(*, events: AmlEvents) -> dict[str, object]:
         "storageAccountId": events.storage_account_id,
         "deadLetterContainerName": events.dead_letter_container,
     }
-    return {
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
-        "contentVersion": "1.0.0.0",
-        "parameters": {name: {"value": value} for name, value in values.items()},
-    }
+    return parameters_document(values)
 
 
 def aml_deploy_command(*, az: str, events: AmlEvents, template: Path, parameters_file: Path) -> list[str]:
-    return [
-        az, "deployment", "group", "create",
-        "--resource-group", events.resource_group,
-        "--name", f"aml-run-events-{events.subscription_name}"[:64],
-        "--template-file", str(template),
-        "--parameters", f"@{parameters_file}",
-        "--output", "none",
-        "--only-show-errors",
-    ]  # fmt: skip
+    return group_deploy_command(
+        az=az,
+        resource_group=events.resource_group,
+        name=f"aml-run-events-{events.subscription_name}",
+        template=template,
+        parameters_file=parameters_file,
+    )
 
 
 def wait_for_function(

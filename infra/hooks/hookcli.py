@@ -61,3 +61,28 @@ def write_private_json(document: Mapping[str, object]) -> Path:
 def run_cli(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Run a CLI command, capturing its output (nothing of it is printed unless it fails)."""
     return subprocess.run(list(argv), capture_output=True, text=True, check=False)  # noqa: S603
+
+
+def parameters_document(values: Mapping[str, object]) -> dict[str, object]:
+    """An ARM deployment parameters file holding `values`."""
+    return {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {name: {"value": value} for name, value in values.items()},
+    }
+
+
+def group_deploy_command(
+    *, az: str, resource_group: str, name: str, template: Path, parameters_file: Path
+) -> list[str]:
+    """`az deployment group create` with its parameters by file; --output none: the CLI echoes nothing of the
+    deployment (secure parameters are never returned anyway)."""
+    return [
+        az, "deployment", "group", "create",
+        "--resource-group", resource_group,
+        "--name", name[:64],
+        "--template-file", str(template),
+        "--parameters", f"@{parameters_file}",
+        "--output", "none",
+        "--only-show-errors",
+    ]  # fmt: skip

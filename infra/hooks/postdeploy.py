@@ -32,7 +32,16 @@ from pathlib import Path
 
 # Sibling modules: found as the script's directory is on sys.path (azure.yaml runs this file as a script).
 from amlevents import aml_events_from_values, create_aml_subscription, wait_for_function
-from hookcli import OUTPUT_NAMES, Deployment, HookError, Runner, run_cli, write_private_json
+from hookcli import (
+    OUTPUT_NAMES,
+    Deployment,
+    HookError,
+    Runner,
+    group_deploy_command,
+    parameters_document,
+    run_cli,
+    write_private_json,
+)
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "blob-subscription.bicep"
 KEY_QUERY = "systemKeys.blobs_extension"
@@ -93,24 +102,17 @@ def subscription_parameters(*, deployment: Deployment, blob_extension_key: str) 
         "storageAccountId": deployment.storage_account_id,
         "deadLetterContainerName": deployment.dead_letter_container,
     }
-    return {
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
-        "contentVersion": "1.0.0.0",
-        "parameters": {name: {"value": value} for name, value in values.items()},
-    }
+    return parameters_document(values)
 
 
 def deploy_command(*, az: str, deployment: Deployment, template: Path, parameters_file: Path) -> list[str]:
-    # --output none: the CLI echoes nothing of the deployment (secure parameters are never returned anyway).
-    return [
-        az, "deployment", "group", "create",
-        "--resource-group", deployment.resource_group,
-        "--name", f"blob-subscription-{deployment.subscription_name}"[:64],
-        "--template-file", str(template),
-        "--parameters", f"@{parameters_file}",
-        "--output", "none",
-        "--only-show-errors",
-    ]  # fmt: skip
+    return group_deploy_command(
+        az=az,
+        resource_group=deployment.resource_group,
+        name=f"blob-subscription-{deployment.subscription_name}",
+        template=template,
+        parameters_file=parameters_file,
+    )
 
 
 def redact(text: str, secret: str) -> str:

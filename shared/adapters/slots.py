@@ -23,8 +23,8 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableServiceClient, UpdateMode
 
-from shared.adapters.identity import storage_client
 from shared.adapters.storage_errors import storage_errors_translated
+from shared.adapters.tables import table_service
 from shared.config import Settings
 from shared.models import Slot
 
@@ -36,14 +36,7 @@ _PRECONDITION_FAILED = 412
 class TableSlots:
     @classmethod
     def from_settings(cls, settings: Settings) -> TableSlots:
-        service = storage_client(
-            settings.storage,
-            settings.storage.table_url,
-            from_connection_string=TableServiceClient.from_connection_string,
-            from_url=lambda url, credential: TableServiceClient(url, credential=credential),
-            client_id=settings.client_id,
-        )
-        return cls(service, table=settings.active_table)
+        return cls(table_service(settings), table=settings.active_table)
 
     def __init__(self, service: TableServiceClient, *, table: str) -> None:
         self._service = service

@@ -66,17 +66,21 @@ _PRECONDITION_FAILED = 412
 log = logging.getLogger("dropscore")
 
 
+def table_service(settings: Settings) -> TableServiceClient:
+    """The Table service client of the app's storage (a connection string locally, the identity in Azure)."""
+    return storage_client(
+        settings.storage,
+        settings.storage.table_url,
+        from_connection_string=TableServiceClient.from_connection_string,
+        from_url=lambda url, credential: TableServiceClient(url, credential=credential),
+        client_id=settings.client_id,
+    )
+
+
 class TableJobStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> TableJobStore:
-        service = storage_client(
-            settings.storage,
-            settings.storage.table_url,
-            from_connection_string=TableServiceClient.from_connection_string,
-            from_url=lambda url, credential: TableServiceClient(url, credential=credential),
-            client_id=settings.client_id,
-        )
-        return cls(service, jobs_table=settings.jobs_table, active_table=settings.active_table)
+        return cls(table_service(settings), jobs_table=settings.jobs_table, active_table=settings.active_table)
 
     def __init__(self, service: TableServiceClient, *, jobs_table: str, active_table: str) -> None:
         self._service = service

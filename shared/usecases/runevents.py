@@ -15,7 +15,7 @@ from shared.core.naming import key_prefix_of
 from shared.core.polling import ended_remotely, summary_of
 from shared.errors import EventTooEarly
 from shared.logcontext import about_job
-from shared.models import JobState
+from shared.models import Job, JobState
 from shared.ports import ActiveEntry
 from shared.usecases.deps import Deps
 from shared.usecases.poll import poll_entry
@@ -37,13 +37,14 @@ def on_run_event(deps: Deps, *, event_type: str, data: Mapping[str, object]) -> 
     if prefix is None:
         log.info("Azure ML event %s for run %s: not a dropscore job; ignored", event_type, run_id)
         return "ignored:not-ours"
-    entry = _entry_for(deps, prefix, run_id)
-    if entry is None:
+    job = _job_for(deps, prefix, run_id)
+    if job is None:
         log.info("Azure ML event %s for run %s: no unfinished job of ours has it; ignored", event_type, run_id)
         return "ignored:unknown-job"
+    # The ledger row just read says what the job waits on: the summary the step starts from.
+    entry = ActiveEntry(job.job_id, job.updated_at, summary_of(job))
     with about_job(entry.job_id):
-        job = deps.store.get(entry.job_id)
-        if job is not None and job.state == JobState.SUBMITTING:
+        if job.state == JobState.SUBMITTING:
             # Azure ML ended the job before its POST's answer was recorded: failing the delivery makes Event Grid
             # deliver the event again later (its retry policy), when the job is Submitted and can be decided.
             raise EventTooEarly(f"job {entry.job_id} is still being submitted; the event is to be delivered again")
@@ -56,12 +57,11 @@ def on_run_event(deps: Deps, *, event_type: str, data: Mapping[str, object]) -> 
         return outcome
 
 
-def _entry_for(deps: Deps, prefix: str, run_id: str) -> ActiveEntry | None:
-    """The index row of the job whose Azure ML job is `run_id` (its summary, or else its ledger row, names it)."""
+def _job_for(deps: Deps, prefix: str, run_id: str) -> Job | None:
+    """The unfinished job whose Azure ML job is `run_id`: the index rows under its key prefix (one range read),
+    then the ledger row that names the run (an earlier attempt's event finds none)."""
     for entry in deps.store.find_active(prefix):
-        if entry.summary is not None and entry.summary.aml_job_name == run_id:
-            return entry
         job = deps.store.get(entry.job_id)
         if job is not None and job.aml_job_name == run_id:
-            return ActiveEntry(entry.job_id, entry.updated_at, summary_of(job))
+            return job
     return None
