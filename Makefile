@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: help install test unit lint format typecheck check-infra demo up down status doctor chaos bench clean
+.PHONY: help install chromium test unit lint format typecheck check-infra demo up down status doctor chaos bench clean
 
 help:
 	@echo "make demo   - run a CSV end to end on the local stack (Azurite + emulators + dev host)"
@@ -35,7 +35,20 @@ $(INFRA_STAMP): requirements-infra.txt
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
-install: $(STAMP) node_modules/.package-lock.json
+# The browser tests (tests/e2e/test_dashboard.py) drive Debian's chromium through Playwright's Python API, never a
+# browser Playwright downloads: installed here where it is missing and we can (root with apt-get); elsewhere those
+# tests skip, saying why (under CI=true they fail instead).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "== installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      chromium fonts-liberation >/dev/null; \
+	  else \
+	    echo "chromium is missing and cannot be installed here (needs root and apt-get): the browser tests will skip"; \
+	  fi; }
+
+install: $(STAMP) node_modules/.package-lock.json chromium
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -89,6 +102,7 @@ bench: install
 	$(PY) bench/shard.py
 	$(PY) bench/status_calls.py
 	$(PY) bench/admission.py
+	$(PY) bench/list.py
 
 clean:
 	rm -rf .localdev .pytest_cache .mypy_cache .ruff_cache

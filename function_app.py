@@ -18,10 +18,10 @@ import azure.functions as func
 # sys.modules), so a lazy import would only move the same cost into indexing and lose the binding.
 import azurefunctions.extensions.bindings.blob as blob_binding
 
-from shared import httpapi, logcontext, runtime
+from shared import httpapi, listquery, logcontext, runtime
 from shared.core.naming import is_job_key, parse_completion_message
-from shared.errors import ConfigError
-from shared.usecases import complete, health, intake, poll, queries, runevents
+from shared.errors import ConfigError, Conflict, TransientError
+from shared.usecases import cancel, complete, health, intake, poll, queries, redrive, runevents
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger(logcontext.LOGGER)
@@ -125,15 +125,81 @@ def get_job(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("list_jobs")
 @app.route(route="jobs", methods=["GET"])
 def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
-    """GET /api/jobs?state=<state>&limit=<1..1000>: jobs as JSON."""
+    """GET /api/jobs?state=<state>&prefix=<name prefix>&limit=<1..200>&continuation=<token>: newest first."""
     try:
-        query = httpapi.parse_list_query(req.params)
+        query = listquery.parse_list_query(req.params)
     except ValueError as exc:
         return _respond(httpapi.bad_request(str(exc)))
     try:
-        return _respond(httpapi.jobs_reply(queries.list_jobs(runtime.deps(), state=query.state, limit=query.limit)))
+        page = queries.list_jobs(
+            runtime.deps(), state=query.state, prefix=query.prefix, limit=query.limit, after=query.after
+        )
+        return _respond(listquery.jobs_reply(page, state=query.state))
     except ConfigError as exc:
         return _config_error(exc)
+
+
+@app.function_name("job_summary")
+@app.route(route="summary", methods=["GET"])
+def job_summary(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/summary: the last 24 hours' jobs by state, and completions and failures by the hour."""
+    try:
+        return _respond(listquery.summary_reply(queries.summary(runtime.deps())))
+    except ConfigError as exc:
+        return _config_error(exc)
+
+
+@app.function_name("dashboard")
+@app.route(route="dashboard", methods=["GET"])
+def dashboard_page(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/dashboard?code=<function key>: the operator page (the page then calls the API with that key)."""
+    from shared import dashboard  # here, not at the top: off `import function_app`'s path (cold starts)
+
+    page = dashboard.page()
+    return func.HttpResponse(page.body, status_code=200, headers=page.headers, mimetype="text/html")
+
+
+@app.function_name("redrive_job")
+@app.route(route="jobs/{id}/redrive", methods=["POST"])
+def redrive_job(req: func.HttpRequest) -> func.HttpResponse:
+    """POST /api/jobs/{id}/redrive: a Failed, TimedOut, Canceled or Rejected job's filed input runs again as a new
+    job linked to it. 202 {jobId, previousJobId, run, job}; 200 with the same body once done; 409 with the reason."""
+    job_id = req.route_params.get("id", "")
+    if not is_job_key(job_id):
+        return _respond(httpapi.NOT_FOUND)
+    try:
+        outcome = redrive.redrive_job(runtime.deps(), job_id)
+    except Conflict as exc:
+        return _respond(httpapi.conflict_reply(exc))
+    except TransientError as exc:
+        return _unavailable(exc)
+    except ConfigError as exc:
+        return _config_error(exc)
+    if outcome is None:
+        return _respond(httpapi.NOT_FOUND)
+    reply = httpapi.redrive_reply(outcome.previous, job_id=outcome.job_id, run=outcome.run, started=outcome.started)
+    return _respond(reply)
+
+
+@app.function_name("cancel_job")
+@app.route(route="jobs/{id}/cancel", methods=["POST"])
+def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
+    """POST /api/jobs/{id}/cancel: a job with no outcome yet ends Canceled (CanceledByOperator), its Azure ML job is
+    canceled, its input filed in the failed container. 202 <job>; 200 when already canceled; 409 once finished."""
+    job_id = req.route_params.get("id", "")
+    if not is_job_key(job_id):
+        return _respond(httpapi.NOT_FOUND)
+    try:
+        outcome = cancel.cancel_job(runtime.deps(), job_id)
+    except Conflict as exc:
+        return _respond(httpapi.conflict_reply(exc))
+    except TransientError as exc:
+        return _unavailable(exc)
+    except ConfigError as exc:
+        return _config_error(exc)
+    if outcome is None:
+        return _respond(httpapi.NOT_FOUND)
+    return _respond(httpapi.cancel_reply(outcome.job, changed=outcome.changed))
 
 
 @app.function_name("health")
@@ -142,6 +208,11 @@ def health_check(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/health (admin key): every check with the app's own identity and settings; 503 when one fails."""
     report = health.check_all(runtime.deps)
     return _respond(httpapi.health_reply(report))
+
+
+def _unavailable(exc: TransientError) -> func.HttpResponse:
+    log.warning("%s", exc.message)
+    return _respond(httpapi.unavailable(exc))
 
 
 def _config_error(exc: ConfigError) -> func.HttpResponse:

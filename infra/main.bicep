@@ -104,6 +104,7 @@ var storageNames = {
   secretsContainer: 'azure-webjobs-secrets'
   jobsTable: 'jobs'
   activeJobsTable: 'activejobs'
+  jobListTable: 'joblist'
   completionsQueue: 'job-completions'
   completionsPoisonQueue: 'job-completions-poison'
   blobTriggerPoisonQueue: 'webjobs-blobtrigger-poison'
@@ -153,6 +154,7 @@ module storage 'modules/storage.bicep' = {
     tableNames: [
       storageNames.jobsTable
       storageNames.activeJobsTable
+      storageNames.jobListTable
     ]
     queueNames: [
       storageNames.completionsQueue

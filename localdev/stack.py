@@ -4,7 +4,8 @@
 Event Grid emulator and the Functions dev host on free loopback ports, each detached in its own session so it
 outlives the command, and records them in `<dir>/stack.json` (pids, start times, logs) and `<dir>/stack.env`
 (what a client needs). Secrets (Azurite's connection string, the per-stack token and keys) go only into
-stack.env (mode 0600), never to the terminal or a log. How each part starts: localdev/stack_parts.py and
+stack.env (mode 0600), never to the terminal or a log; the one exception is the dev host's function key in the
+operator page's address, which `up` prints so it can be opened. How each part starts: localdev/stack_parts.py and
 localdev/stack_amlevents.py.
 """
 
@@ -98,6 +99,7 @@ CLIENT_SETTINGS = (
     "AML_OUTPUT_CONTAINER",
     "JOBS_TABLE",
     "ACTIVE_JOBS_TABLE",
+    "JOB_LIST_TABLE",
     "COMPLETIONS_QUEUE",
 )
 CORE_TOOLS_URL = "http://localhost:7071"  # where `func start` listens when it replaces the dev host
@@ -295,6 +297,14 @@ def summary(stack: Stack) -> str:
         ),
         f"jobs:          GET {env['FUNCTIONS_URL']}/api/jobs"
         + (f" (function key in {_short(paths.keys_file)})" if _has_host(stack) else " (once `func start` runs)"),
+        # The one key `up` prints: the operator page is opened with it (a key of this stack's dev host only; the
+        # page takes it out of the address bar at once). Core Tools makes its own keys.
+        "operator page: "
+        + (
+            f"{env['FUNCTIONS_URL']}/api/dashboard?code={function_key(paths)}"
+            if _has_host(stack)
+            else f"{env['FUNCTIONS_URL']}/api/dashboard?code=<function key> (once `func start` runs)"
+        ),
         f"func start:    cp {_short(paths.local_settings)} . (the app's settings for Azure Functions Core Tools)",
         f"health check:  .venv/bin/python -m shared.doctor --settings {_short(paths.local_settings)}",
         f"status / stop: python -m localdev status --dir {rel} / python -m localdev down --dir {rel}",

@@ -109,7 +109,7 @@ def _follow_job(stack: Stack, clock: Clock, timeout: float) -> dict[str, Any]:
     last = ""
     while time.monotonic() < deadline:
         _check_parts_alive(stack)
-        response = requests.get(url, params={"limit": "1000"}, headers=headers, timeout=10)
+        response = requests.get(url, params={"prefix": DEMO_BLOB, "limit": "10"}, headers=headers, timeout=10)
         response.raise_for_status()
         jobs = [j for j in response.json()["jobs"] if j["input"]["name"] == DEMO_BLOB]
         if jobs:

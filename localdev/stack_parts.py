@@ -206,7 +206,7 @@ def create_storage(connection: str, settings: dict[str, str]) -> None:
         with contextlib.suppress(ResourceExistsError):
             blobs.create_container(settings[key])
     tables = TableServiceClient.from_connection_string(connection)
-    for key in ("JOBS_TABLE", "ACTIVE_JOBS_TABLE"):
+    for key in ("JOBS_TABLE", "ACTIVE_JOBS_TABLE", "JOB_LIST_TABLE"):
         tables.create_table_if_not_exists(settings[key])
     with contextlib.suppress(ResourceExistsError):
         QueueServiceClient.from_connection_string(connection).create_queue(settings["COMPLETIONS_QUEUE"])

@@ -44,6 +44,7 @@ class Settings:
     rejected_container: str
     jobs_table: str
     active_table: str
+    job_list_table: str
     completions_queue: str
     batch_endpoint_uri: str
     batch_deployment: str | None
@@ -113,6 +114,7 @@ class Settings:
             rejected_container=reader.get("REJECTED_CONTAINER", "rejected", values.container),
             jobs_table=reader.get("JOBS_TABLE", "jobs", values.table),
             active_table=reader.get("ACTIVE_JOBS_TABLE", "activejobs", values.table),
+            job_list_table=reader.get("JOB_LIST_TABLE", "joblist", values.table),
             completions_queue=reader.get("COMPLETIONS_QUEUE", "job-completions", values.queue),
             batch_endpoint_uri=reader.require("BATCH_ENDPOINT_URI", values.scoring_uri),
             batch_deployment=reader.optional("BATCH_DEPLOYMENT"),

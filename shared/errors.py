@@ -129,6 +129,46 @@ class ModelSchemaUnavailable(PermanentError):
     code = "ModelSchemaUnavailable"
 
 
+class BlobExists(PermanentError):
+    """A write that must not replace anything (If-None-Match: *) found a blob at the name."""
+
+    code = "BlobExists"
+
+
+class Conflict(PermanentError):
+    """An operator's action does not fit the job as it is now (HTTP 409); `code` names why, `state` is the job's."""
+
+    code = "Conflict"
+
+    def __init__(self, message: str, *, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class JobActive(Conflict):
+    """The job is still being worked on (scored, filed): redrive it once it has ended and been filed."""
+
+    code = "JobActive"
+
+
+class WrongState(Conflict):
+    """The action cannot apply to a job in this state (cancel a finished job, redrive a completed one)."""
+
+    code = "WrongState"
+
+
+class InputGone(Conflict):
+    """A redrive's input is not where the job filed it (never filed, deleted, or replaced since)."""
+
+    code = "InputGone"
+
+
+class InputNameTaken(Conflict):
+    """A redrive would copy the input back to its name, but another blob is there now (a newer upload)."""
+
+    code = "InputNameTaken"
+
+
 class TopicAuthError(PermanentError):
     """401/403 from the Event Grid topic: the identity may not publish there."""
 

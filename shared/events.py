@@ -47,6 +47,8 @@ def event_data(job: Job, event_type: EventType) -> dict[str, Any]:
         # An event describes the moment it announces, even when the outbox sends it later.
         "state": JobState.SUBMITTED.value if event_type == EventType.JOB_SUBMITTED else job.state.value,
         "attempt": job.attempt,
+        # Which run of this input (an operator's redrive starts run n+1, a new job linked to the one it redrives).
+        "run": job.run,
         "input": {
             "url": strip_query(job.input_url),
             "container": job.container,
@@ -56,6 +58,8 @@ def event_data(job: Job, event_type: EventType) -> dict[str, Any]:
         },
         "timings": _timings(job),
     }
+    if job.previous_job_id:
+        data["previousJobId"] = job.previous_job_id
     if job.parts:
         data["input"]["parts"] = job.parts
     if job.aml_job_name or event_type in {EventType.JOB_SUBMITTED, EventType.JOB_COMPLETED}:

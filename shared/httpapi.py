@@ -5,16 +5,15 @@ Pure: no I/O, no azure.functions. No keys, tokens or query strings ever reach a 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from shared.errors import ConfigError
-from shared.events import iso
-from shared.models import HealthReport, Job, JobState
-
-MAX_LIST_LIMIT = 1000
-DEFAULT_LIST_LIMIT = 100
+from shared.core.naming import event_id
+from shared.core.operator import may_cancel, may_redrive
+from shared.errors import ConfigError, Conflict, TransientError
+from shared.events import iso, strip_query
+from shared.models import HealthReport, Job
 
 
 @dataclass(frozen=True)
@@ -24,27 +23,6 @@ class Reply:
 
 
 NOT_FOUND = Reply(404, {"error": {"code": "NotFound", "message": "no such job"}})
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    state: JobState | None
-    limit: int
-
-
-def parse_list_query(values: Mapping[str, str]) -> ListQuery:
-    """`?state=<state>&limit=<1..1000>`; ValueError saying what is wrong."""
-    state_text = values.get("state")
-    state = None
-    if state_text:
-        matches = [s for s in JobState if s.value.lower() == state_text.lower()]
-        if not matches:
-            raise ValueError(f"state must be one of {', '.join(s.value for s in JobState)}")
-        state = matches[0]
-    limit_text = values.get("limit") or str(DEFAULT_LIST_LIMIT)
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
-        raise ValueError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
-    return ListQuery(state, int(limit_text))
 
 
 def bad_request(message: str) -> Reply:
@@ -59,10 +37,6 @@ def config_error(exc: ConfigError) -> Reply:
 
 def job_reply(job: Job | None) -> Reply:
     return NOT_FOUND if job is None else Reply(200, job_view(job))
-
-
-def jobs_reply(jobs: list[Job]) -> Reply:
-    return Reply(200, {"jobs": [job_view(job) for job in jobs], "count": len(jobs)})
 
 
 def health_reply(report: HealthReport) -> Reply:
@@ -92,6 +66,18 @@ def job_view(job: Job) -> dict[str, Any]:
         },
         "createdAt": iso(job.created_at),
         "updatedAt": iso(job.updated_at),
+        "run": job.run,
+        "previousJobId": job.previous_job_id or None,
+        "redrivenTo": job.redriven_to or None,
+        "timeline": {
+            "receivedAt": iso(job.created_at),
+            "submittedAt": _iso_or_none(job.submitted_at),
+            "startedAt": _iso_or_none(job.started_at),
+            "finishedAt": _iso_or_none(job.finished_at),
+        },
+        "durations": _durations(job),
+        "actions": {"redrive": may_redrive(job), "cancel": may_cancel(job)},
+        "events": _events(job),
     }
     if job.predictions_name:
         view["output"] = {
@@ -99,9 +85,62 @@ def job_view(job: Job) -> dict[str, Any]:
             "name": job.predictions_name,
             "rows": job.rows_out,
             "rowsMissing": job.rows_missing,
+            "url": strip_query(job.predictions_url) or None,
         }
     if job.parts:
         view["input"]["parts"] = job.parts
     if job.error_code:
         view["error"] = {"code": job.error_code, "message": job.error_message}
     return view
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    return None if moment is None else iso(moment)
+
+
+def _durations(job: Job) -> dict[str, float | None]:
+    """Seconds queued (received → started, or → finished when it never started), running (started → finished)
+    and in total (received → finished); None while not known yet."""
+
+    def seconds(start: datetime | None, end: datetime | None) -> float | None:
+        return None if start is None or end is None else round((end - start).total_seconds(), 3)
+
+    return {
+        "queuedSeconds": seconds(job.created_at, job.started_at or job.finished_at),
+        "runningSeconds": seconds(job.started_at, job.finished_at),
+        "totalSeconds": seconds(job.created_at, job.finished_at),
+    }
+
+
+def _events(job: Job) -> list[dict[str, Any]]:
+    """The job's events in the order they were queued, with their ids (what subscribers dedupe on)."""
+    names = dict.fromkeys((*job.events_pending, *job.events_published))
+    return [
+        {"type": name, "id": event_id(job.job_id, name, job.attempt), "published": name in job.events_published}
+        for name in names
+    ]
+
+
+# ---- the operator's actions (POST /api/jobs/{id}/redrive and /cancel) -----------------------------------------
+
+
+def redrive_reply(previous: Job, *, job_id: str, run: int, started: bool) -> Reply:
+    """202 when this call started the new run; 200 when an earlier (or concurrent) call had: the same body."""
+    body = {"jobId": job_id, "previousJobId": previous.job_id, "run": run, "job": job_view(previous)}
+    return Reply(202 if started else 200, body)
+
+
+def cancel_reply(job: Job, *, changed: bool) -> Reply:
+    """202 when this call canceled the job; 200 when an operator already had."""
+    return Reply(202 if changed else 200, job_view(job))
+
+
+def unavailable(exc: TransientError) -> Reply:
+    """503: storage or a race kept the action from finishing now; calling again is safe (both are idempotent)."""
+    message = "the action could not finish now; call again (it is safe to repeat): the function log says why"
+    return Reply(503, {"error": {"code": exc.code, "message": message}})
+
+
+def conflict_reply(exc: Conflict) -> Reply:
+    """409: the action does not fit the job's state (which the body names)."""
+    return Reply(409, {"error": {"code": exc.code, "message": exc.message, "state": exc.state}})

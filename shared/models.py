@@ -192,8 +192,16 @@ class Job:
     stage: Stage = Stage.WORKING
     #: The ROUTES route the input's path chose ("" for rows written before routes: the default).
     route: str = ""
+    #: Which run of this input the job is: 1, or n+1 for a job an operator redrove from run n (`core.operator`).
+    run: int = 1
+    #: The job this run redrives ("" for a first run): its input was copied back from that job's filed input.
+    previous_job_id: str = ""
+    #: The run that redrove this job ("" until an operator redrives it): set once, never changed after.
+    redriven_to: str = ""
     #: The ledger row's ETag when it was read; None for a row not yet stored.
     version: str | None = field(default=None, compare=False)
+    #: The state the stored row has (None: not stored yet): a write that changes it moves the job's list rows.
+    stored_state: JobState | None = field(default=None, compare=False)
 
     @property
     def finalized(self) -> bool:
@@ -273,3 +281,32 @@ class Slot:
     taken_at: datetime | None = None
     #: The stored row's ETag; None when no row was ever written for this slot.
     version: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ListedJob:
+    """What the job list's index row says of a job (enough for the 24-hour summary, never the truth)."""
+
+    job_id: str
+    state: JobState
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of the job list, newest first: the jobs (as their ledger rows say), where the next page starts
+    (None: this was the last), and how many index rows were read for it."""
+
+    jobs: tuple[Job, ...]
+    continuation: str | None
+    scanned: int
+
+
+@dataclass(frozen=True)
+class RecentJobs:
+    """The index rows of the jobs received since a moment; `truncated` when the read stopped at its cap."""
+
+    jobs: tuple[ListedJob, ...]
+    scanned: int
+    truncated: bool

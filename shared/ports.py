@@ -13,7 +13,18 @@ from datetime import datetime
 from typing import Protocol
 
 from shared.events import OutEvent
-from shared.models import BlobInfo, InvokeRequest, Job, JobState, JobSummary, ModelInputs, RemoteJob, Slot
+from shared.models import (
+    BlobInfo,
+    InvokeRequest,
+    Job,
+    JobPage,
+    JobState,
+    JobSummary,
+    ModelInputs,
+    RecentJobs,
+    RemoteJob,
+    Slot,
+)
 
 
 class ScoringEndpoint(Protocol):
@@ -83,8 +94,13 @@ class JobStore(Protocol):
     def active(self) -> Iterator[ActiveEntry]:
         """Every unfinished job, with its summary: a poll tick costs O(active), never O(history)."""
 
-    def query(self, *, state: JobState | None, limit: int) -> list[Job]:
-        """Up to `limit` jobs, only those in `state` when given."""
+    def page(self, *, state: JobState | None, prefix: str, limit: int, after: str, now: datetime) -> JobPage:
+        """Up to `limit` jobs, newest first, after the list row key `after` ("" for the newest): only those in
+        `state` when given, whose input names start with `prefix`. A bounded read however long the ledger:
+        the page may be short while `continuation` is set."""
+
+    def recent(self, *, since: datetime, cap: int) -> RecentJobs:
+        """What the job list says of the jobs received after `since` (at most `cap` rows read)."""
 
     def probe_table(self, table: str) -> None:
         """Write and delete a probe row; ResourceMissing when the table does not exist."""
@@ -133,8 +149,11 @@ class BlobStore(Protocol):
         *,
         source_etag: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> None:
-        """Server-side copy of the version `source_etag` (waits for it to finish); raises BlobChanged/BlobMissing."""
+        if_absent: bool = False,
+    ) -> str:
+        """Server-side copy of the version `source_etag` (waits for it to finish); returns the copy's ETag (unquoted).
+        Raises BlobChanged/BlobMissing for the source; with `if_absent`, BlobExists when any blob is at the target
+        (If-None-Match: *): of two such copies at once, exactly one lands."""
 
     def delete(self, container: str, name: str, *, etag: str | None = None) -> bool:
         """Delete (only the version `etag` when given); False when there was nothing to delete."""

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from shared.config import Settings
+from shared.core import listing
 from shared.core.polling import summary_of
 from shared.errors import (
     AccessDenied,
     BlobChanged,
+    BlobExists,
     BlobMissing,
     JobExists,
     JobNameTaken,
@@ -30,9 +32,12 @@ from shared.models import (
     BlobInfo,
     InvokeRequest,
     Job,
+    JobPage,
     JobState,
     JobSummary,
+    ListedJob,
     ModelInputs,
+    RecentJobs,
     RemoteJob,
     RemoteStatus,
     Slot,
@@ -71,7 +76,7 @@ class FakeJobStore:
         self.probe_errors: dict[str, Exception] = {}
 
     def _stamp(self, job: Job) -> Job:
-        stored = replace(job, version=f'W/"{next(_versions)}"')
+        stored = replace(job, version=f'W/"{next(_versions)}"', stored_state=job.state)
         self.rows[job.job_id] = stored
         self.writes += 1
         return stored
@@ -119,9 +124,26 @@ class FakeJobStore:
         for job_id in sorted(self.active_rows):
             yield ActiveEntry(job_id, datetime.now(UTC), self.summaries.get(job_id))
 
-    def query(self, *, state: JobState | None, limit: int) -> list[Job]:
-        jobs = [job for job in self.rows.values() if state is None or job.state == state]
-        return jobs[:limit]
+    def page(self, *, state: JobState | None, prefix: str, limit: int, after: str, now: datetime) -> JobPage:
+        """The list as the index orders it (newest first by row key), with no stale rows to skip."""
+        keyed = sorted((listing.row_key(job.created_at, job.job_id), job) for job in self.rows.values())
+        matching = [
+            (key, job)
+            for key, job in keyed
+            if key > after and (state is None or job.state == state) and job.name.startswith(prefix)
+        ]
+        picked = matching[:limit]
+        continuation = picked[-1][0] if len(matching) > limit else None
+        return JobPage(tuple(job for _, job in picked), continuation, len(picked))
+
+    def recent(self, *, since: datetime, cap: int) -> RecentJobs:
+        newest_first = sorted(self.rows.values(), key=lambda job: listing.row_key(job.created_at, job.job_id))
+        listed = [
+            ListedJob(job.job_id, job.state, job.created_at, job.finished_at)
+            for job in newest_first
+            if job.created_at > since
+        ]
+        return RecentJobs(tuple(listed[:cap]), min(len(listed), cap), truncated=len(listed) > cap)
 
     def probe_table(self, table: str) -> None:
         if table in self.probe_errors:
@@ -175,6 +197,8 @@ class FakeBlobStore:
         self.ranged_reads: list[tuple[str, str, int, int]] = []
         self.full_reads: list[tuple[str, str]] = []
         self.probe_errors: dict[str, Exception] = {}
+        #: Called once before the next `copy` lands: a test makes another caller copy (or upload) first.
+        self.before_copy: Callable[[str, str], None] | None = None
 
     @property
     def account_name(self) -> str:
@@ -239,10 +263,16 @@ class FakeBlobStore:
         *,
         source_etag: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> None:
+        if_absent: bool = False,
+    ) -> str:
+        if self.before_copy is not None:
+            hook, self.before_copy = self.before_copy, None
+            hook(target_container, target_name)
         data = self._get(source_container, name, source_etag)
+        if if_absent and (target_container, target_name) in self.blobs:
+            raise BlobExists(f"{target_container}/{target_name}")
         content_type = self.blobs[(source_container, name)][2]
-        self.put(target_container, target_name, data, content_type, metadata)
+        return self.put(target_container, target_name, data, content_type, metadata)
 
     def probe_container(self, container: str) -> None:
         if container in self.probe_errors:
@@ -316,7 +346,7 @@ class FakeScoringEndpoint:
         return current
 
     def cancel(self, name: str) -> bool:
-        if not self.can_cancel:
+        if not self.can_cancel or name not in self.jobs:  # no workspace id, or a 404 (as the adapter answers)
             return False
         self.canceled.append(name)
         return True

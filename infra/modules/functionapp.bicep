@@ -73,6 +73,7 @@ var appSettings = {
   REJECTED_CONTAINER: storageNames.rejectedContainer
   JOBS_TABLE: storageNames.jobsTable
   ACTIVE_JOBS_TABLE: storageNames.activeJobsTable
+  JOB_LIST_TABLE: storageNames.jobListTable
   COMPLETIONS_QUEUE: storageNames.completionsQueue
   POLL_SCHEDULE: '0 */1 * * * *'
   BATCH_ENDPOINT_URI: batchEndpointScoringUri

@@ -197,7 +197,7 @@ resource appTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
-    description: 'Job ledger: the jobs and activejobs tables (conditional writes, queries); the adapter creates them on first use, a service-level request.'
+    description: 'Job ledger: the jobs, activejobs and joblist tables (conditional writes, queries); the adapter creates them on first use, a service-level request.'
   }
 }
 

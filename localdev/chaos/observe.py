@@ -108,6 +108,8 @@ class Snapshot:
     blobs: dict[str, dict[str, StoredBlob]]  # container -> name -> blob
     poison: dict[str, int]  # poison queue -> messages in it
     active: int  # rows of the active index
+    #: (partition, job id) of every row of the job list (JOB_LIST_TABLE): "all" and "state-<State>"
+    listed: set[tuple[str, str]] = field(default_factory=set)
     received: dict[str, list[float]] = field(default_factory=dict)  # event id -> when each copy was accepted
 
 
@@ -121,6 +123,7 @@ class StackReader:
         self._queues = QueueServiceClient.from_connection_string(connection)
         self._jobs = TableClient.from_connection_string(connection, env["JOBS_TABLE"])
         self._active = TableClient.from_connection_string(connection, env["ACTIVE_JOBS_TABLE"])
+        self._list = TableClient.from_connection_string(connection, env["JOB_LIST_TABLE"])
 
     def upload(self, name: str, data: bytes) -> str:
         """Upload to the input container (overwriting); returns the new version's ETag, unquoted."""
@@ -140,6 +143,11 @@ class StackReader:
         # The index's partitions: "active-<hex digit>" (and "active", the previous layout's only one).
         partitions = self._active.list_entities(select=["PartitionKey"])
         return sum(1 for entity in partitions if entity["PartitionKey"].startswith("active"))
+
+    def listed(self) -> set[tuple[str, str]]:
+        """The job list's rows as (partition, job id): the RowKey ends with the job id."""
+        rows = self._list.list_entities(select=["PartitionKey", "RowKey"])
+        return {(str(row["PartitionKey"]), str(row["RowKey"]).rsplit("-", 1)[-1]) for row in rows}
 
     def poison_counts(self) -> dict[str, int]:
         counts = {}
@@ -207,6 +215,7 @@ class StackReader:
             poison=self.poison_counts(),
             active=self.active_count(),
             received=received,
+            listed=self.listed(),
         )
 
     def aml_output(self, job: AmlJob) -> bytes | None:

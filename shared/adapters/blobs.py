@@ -12,18 +12,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContentSettings
 
 from shared.adapters.identity import credential, storage_client
 from shared.adapters.storage_errors import storage_errors_translated, translated
 from shared.adapters.transfers import TransferLimits, read_ahead, stage_blocks
 from shared.config import Settings
 from shared.core.naming import HEALTH_PROBE_PREFIX
-from shared.errors import BlobChanged, BlobMissing, ResourceMissing, StorageRequestError, TransientError
+from shared.errors import BlobChanged, BlobExists, BlobMissing, ResourceMissing, StorageRequestError, TransientError
 from shared.models import BlobInfo
 
 _COPY_WAIT_SECONDS = 600
@@ -133,30 +133,37 @@ class AzureBlobStore:
         *,
         source_etag: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> None:
+        if_absent: bool = False,
+    ) -> str:
         self._ensure_container(target_container)
         source = self._service.get_blob_client(source_container, name)
         target = self._service.get_blob_client(target_container, target_name)
         pinned = _pinned(source_etag)
+        conditions: dict[str, Any] = {}
+        if pinned:
+            conditions.update(source_etag=pinned["etag"], source_match_condition=pinned["match_condition"])
+        if if_absent:  # If-None-Match: * on the target: the copy never replaces a blob
+            conditions["match_condition"] = MatchConditions.IfMissing
         try:
-            if pinned:
-                target.start_copy_from_url(
-                    source.url,
-                    metadata=metadata,
-                    source_etag=pinned["etag"],
-                    source_match_condition=pinned["match_condition"],
-                )
-            else:
-                target.start_copy_from_url(source.url, metadata=metadata)
+            started = target.start_copy_from_url(source.url, metadata=metadata, **conditions)
+        except ResourceExistsError:  # 409 BlobAlreadyExists: the target's If-None-Match: *
+            raise BlobExists(f"{target_container}/{target_name} already exists") from None
         except ResourceNotFoundError:
             raise BlobMissing(f"{source_container}/{name} is gone") from None
         except ResourceModifiedError:
+            # A 412 names no side reliably (services and emulators differ): the source still at its version
+            # means the target's condition failed.
+            if if_absent and _still_at(source, source_etag):
+                raise BlobExists(f"{target_container}/{target_name} already exists") from None
             raise BlobChanged(f"{source_container}/{name} was overwritten") from None
+        if started.get("copy_status") == "success":  # a copy within one account is done at once
+            return str(started["etag"]).strip('"')
         deadline = time.monotonic() + _COPY_WAIT_SECONDS
         while True:
-            copy = target.get_blob_properties().copy
+            props = target.get_blob_properties()
+            copy = props.copy
             if copy.status in {None, "success"}:
-                return
+                return str(props.etag).strip('"')
             if copy.status in {"failed", "aborted"}:
                 raise TransientError(
                     f"copy to {target_container}/{target_name} {copy.status}: {copy.status_description}"
@@ -192,6 +199,15 @@ class AzureBlobStore:
             with contextlib.suppress(ResourceExistsError):
                 self._service.create_container(container)
             self._containers.add(container)
+
+
+def _still_at(blob: BlobClient, etag: str | None) -> bool:
+    """The blob exists (at the version `etag`, when given)."""
+    try:
+        found = blob.get_blob_properties()
+    except ResourceNotFoundError:
+        return False
+    return etag is None or str(found.etag).strip('"') == etag.strip('"')
 
 
 class _Pinned(TypedDict, total=False):

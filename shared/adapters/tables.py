@@ -30,6 +30,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    AzureError,
     HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
@@ -46,12 +47,14 @@ from shared.adapters.activerows import (
     written_at,
 )
 from shared.adapters.identity import storage_client
+from shared.adapters.joblist import JobList
 from shared.adapters.storage_errors import storage_errors_translated
 from shared.config import Settings
 from shared.core.completion import final_event_type
 from shared.core.naming import HEALTH_PROBE_PREFIX
 from shared.errors import BlobChanged, BlobMissing, JobExists, ResourceMissing, StaleJob
-from shared.models import REMOTE_DONE, Job, JobState, Stage
+from shared.logcontext import about_job
+from shared.models import REMOTE_DONE, Job, JobPage, JobState, RecentJobs, Stage
 from shared.ports import ActiveEntry
 
 #: The previous layout's constant ledger RowKey (a point read could not use the RowKey index).
@@ -60,7 +63,7 @@ LEGACY_ROW = "job"
 LEGACY_ACTIVE_PARTITION = "active"
 _TUPLE_FIELDS = {"events_pending", "events_published"}
 _INT64_FIELDS = {"size", "rows_in", "rows_out", "rows_missing"}
-_SKIP = {"job_id", "version"}
+_SKIP = {"job_id", "version", "stored_state"}
 _PRECONDITION_FAILED = 412
 
 log = logging.getLogger("dropscore")
@@ -80,14 +83,24 @@ def table_service(settings: Settings) -> TableServiceClient:
 class TableJobStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> TableJobStore:
-        return cls(table_service(settings), jobs_table=settings.jobs_table, active_table=settings.active_table)
+        return cls(
+            table_service(settings),
+            jobs_table=settings.jobs_table,
+            active_table=settings.active_table,
+            list_table=settings.job_list_table,
+        )
 
-    def __init__(self, service: TableServiceClient, *, jobs_table: str, active_table: str) -> None:
+    def __init__(
+        self, service: TableServiceClient, *, jobs_table: str, active_table: str, list_table: str = "joblist"
+    ) -> None:
         self._service = service
         self.jobs_table = jobs_table
         self.active_table = active_table
+        self.list_table = list_table
         self._jobs = service.get_table_client(jobs_table)
         self._active = service.get_table_client(active_table)
+        self._list_client = service.get_table_client(list_table)
+        self._list = JobList(self._list_client)
         self._ready = False
         self._lock = threading.Lock()
 
@@ -95,7 +108,7 @@ class TableJobStore:
         if self._ready:
             return
         with self._lock:
-            for table in (self._jobs, self._active):
+            for table in (self._jobs, self._active, self._list_client):
                 with contextlib.suppress(ResourceExistsError):
                     self._service.create_table(table.table_name)
             self._ready = True
@@ -108,6 +121,9 @@ class TableJobStore:
         # Insert-only across both layouts: a blob version first seen before the key change keeps its one job.
         if self._read(job.job_id, LEGACY_ROW) is not None:
             raise JobExists(f"job {job.job_id} already exists (a row of the previous key layout)")
+        # Listed first: a crash leaves a list row with no ledger row (skipped by readers), never the reverse.
+        # A duplicate trigger's rows (another received time) are skipped the same way.
+        self._list.announce(job)
         try:
             metadata = self._jobs.create_entity(to_entity(job))
         except ResourceExistsError:
@@ -131,6 +147,17 @@ class TableJobStore:
     def update(self, job: Job) -> Job:
         if job.version is None:
             raise ValueError("update needs the version the job was read at")
+        if JobList.needs_announce(job):
+            self._list.announce(job)  # first: a crash or a lost race leaves a list row too many, never one too few
+        saved = self._write_at_version(job)
+        if JobList.needs_settle(job):
+            try:
+                self._list.settle(saved, left=job.stored_state)
+            except AzureError as exc:  # the ledger write stands; readers skip the row it left behind
+                log.warning("job %s: the job list was not brought up to date: %s", job.job_id, type(exc).__name__)
+        return saved
+
+    def _write_at_version(self, job: Job) -> Job:
         entity = to_entity(job)
         try:
             return _with_version(job, self._replace_at_version(entity, job))
@@ -158,22 +185,14 @@ class TableJobStore:
             raise
 
     @storage_errors_translated
-    def query(self, *, state: JobState | None, limit: int) -> list[Job]:
+    def page(self, *, state: JobState | None, prefix: str, limit: int, after: str, now: datetime) -> JobPage:
         self._ensure_tables()
-        if state is None:
-            pager = self._jobs.list_entities(results_per_page=limit)
-        else:
-            pager = self._jobs.query_entities(
-                "state eq @state", parameters={"state": state.value}, results_per_page=limit
-            )
-        jobs: list[Job] = []
-        for entity in pager:
-            if "state" not in entity:  # a health-check probe row, written and deleted at once
-                continue
-            jobs.append(from_entity(entity))
-            if len(jobs) >= limit:
-                break
-        return jobs
+        return self._list.page(state=state, prefix=prefix, limit=limit, after=after, read=self.get, now=now)
+
+    @storage_errors_translated
+    def recent(self, *, since: datetime, cap: int) -> RecentJobs:
+        self._ensure_tables()
+        return self._list.recent(since=since, cap=cap)
 
     # ---- the active index -------------------------------------------------------------------------
 
@@ -235,7 +254,8 @@ class TableJobStore:
         self._active.upsert_entity({"PartitionKey": active_partition(job_id), "RowKey": job_id}, mode=UpdateMode.MERGE)
         with contextlib.suppress(ResourceNotFoundError):
             self._active.delete_entity(LEGACY_ACTIVE_PARTITION, job_id)
-        log.info("job %s: index row moved to partition %s", job_id, active_partition(job_id))
+        with about_job(job_id):
+            log.info("job %s: index row moved to partition %s", job_id, active_partition(job_id))
 
     @storage_errors_translated
     def probe_table(self, table: str) -> None:
@@ -289,6 +309,7 @@ def from_entity(entity: Any) -> Job:
             raw = utc(raw)
         values[field.name] = raw
     values["version"] = entity.metadata.get("etag")
+    values["stored_state"] = values["state"]
     if "stage" not in values:
         values["stage"] = _stage_of_older_row(entity, values)
     return Job(**values)
@@ -317,4 +338,4 @@ def _column(name: str) -> str:
 
 
 def _with_version(job: Job, metadata: Any) -> Job:
-    return replace(job, version=metadata.get("etag"))
+    return replace(job, version=metadata.get("etag"), stored_state=job.state)

@@ -19,7 +19,9 @@ _configured = False
 
 
 def configure(settings: Settings) -> bool:
-    """Send the "dropscore" logger's records, each with its `job_id` dimension, to Application Insights.
+    """Send the "dropscore" logger's records to Application Insights, each line about a job with its `job_id`
+    dimension (and `aml_job_name` once known): OpenTelemetry's logging handler exports a record's own attributes,
+    which Application Insights shows as customDimensions.
 
     With a client id the exporter authenticates with the managed identity (the resource has local
     auth disabled); without one, with the connection string alone (local tries). Once per process."""

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 
 from shared.core.admission import held_by, holders_to_check, open_slots, pool_key
 from shared.errors import DropScoreError
+from shared.logcontext import about_job
 from shared.models import Job, JobState, JobSummary, Slot
 from shared.ports import ActiveEntry
 from shared.usecases.deps import Deps
@@ -125,16 +126,17 @@ def admit_waiting(
         route = entry.summary.route if entry.summary else ""
         if (most is not None and admitted >= most) or route in blocked:
             continue
-        job = deps.store.get(entry.job_id)
-        if job is None:
-            continue
-        if job.state != JobState.WAITING:  # moved on since the index said Waiting: the tick polls it from now on
-            deps.store.refresh_active(job)
-            continue
-        after = submit(job)
-        if after.state == JobState.WAITING:
-            blocked.add(route)  # every slot is held: this route's younger jobs wait for the next release
-            continue
-        deps.store.refresh_active(after)  # no longer Waiting: the next tick polls it
+        with about_job(entry.job_id):
+            job = deps.store.get(entry.job_id)
+            if job is None:
+                continue
+            if job.state != JobState.WAITING:  # moved on since the index said Waiting: the tick polls it from now on
+                deps.store.refresh_active(job)
+                continue
+            after = submit(job)
+            if after.state == JobState.WAITING:
+                blocked.add(route)  # every slot is held: this route's younger jobs wait for the next release
+                continue
+            deps.store.refresh_active(after)  # no longer Waiting: the next tick polls it
         admitted += 1
     return admitted

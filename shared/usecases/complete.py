@@ -27,7 +27,7 @@ from shared.csvjoin import (
 )
 from shared.errors import BlobChanged, BlobMissing, DropScoreError, InputInvalid
 from shared.events import iso
-from shared.logcontext import about_job
+from shared.logcontext import about_job, note_aml_job
 from shared.models import REMOTE_DONE, Job, JobState, Stage
 from shared.usecases.admission import release
 from shared.usecases.deps import Deps, retry_lost_races
@@ -46,6 +46,7 @@ def complete(deps: Deps, job_id: str) -> Job | None:
         if job is None:
             log.warning("completion for unknown job %s ignored", job_id)
             return None
+        note_aml_job(job.aml_job_name)
         try:
             return retry_lost_races(deps, job, lambda current: _complete_once(deps, current))
         except Exception as exc:
@@ -61,6 +62,7 @@ def poisoned(deps: Deps, job_id: str) -> Job | None:
         job = deps.store.get(job_id)
         if job is None or job.finalized:
             return job
+        note_aml_job(job.aml_job_name)
         if not job.completion_error:  # the failing runs could not record why: say at least where it ended
             error = "its completion message failed every delivery (poison queue)"
             job = deps.store.update(transitions.completion_failed(job, error=error, now=deps.clock()))
@@ -82,6 +84,8 @@ def give_up(deps: Deps, job_id: str, *, why: str) -> Job | None:
     even filing fails, the job is closed where its input is, and the event says so."""
     with about_job(job_id):
         job = deps.store.get(job_id)
+        if job is not None:
+            note_aml_job(job.aml_job_name)
         if job is None or job.finalized or job.state not in REMOTE_DONE:
             log.info("job %s: nothing to give up on (%s)", job_id, "unknown" if job is None else job.state.value)
             return job

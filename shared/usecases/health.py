@@ -43,6 +43,7 @@ def check_all(load: Callable[[], Deps]) -> HealthReport:
     checks += [
         _table(deps, settings.jobs_table, "JOBS_TABLE"),
         _table(deps, settings.active_table, "ACTIVE_JOBS_TABLE"),
+        _table(deps, settings.job_list_table, "JOB_LIST_TABLE"),
     ]
     checks += [_queue(deps), *_azure_ml(deps), _topic(deps), _blob_subscription(deps), _run_events_subscription(deps)]
     return HealthReport(tuple(checks))

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from shared.core.decision import Action
 from shared.core.naming import BAD_NAME, is_health_probe, name_problem, repeatability_id, unquote_etag
+from shared.core.operator import as_run_of, canceled_by_operator, redrive_origin
 from shared.core.submission import (
     IntakeStep,
     Parts,
@@ -37,19 +38,33 @@ from shared.errors import (
     ScoringUnavailable,
     StaleJob,
 )
-from shared.logcontext import about_job
+from shared.logcontext import about_job, note_aml_job
 from shared.models import BlobRef, InvokeRequest, Job, JobState, RemoteJob
 from shared.usecases.admission import admit, renew_slot
+from shared.usecases.cancel import cancel_in_azure_ml
 from shared.usecases.complete import end, finalize, request_completion
 from shared.usecases.deps import Deps, retry_lost_races
 from shared.usecases.outbox import flush_events
+from shared.usecases.redrive import link_previous_run
 from shared.usecases.shard import parts_for
 
 log = logging.getLogger("dropscore")
 
 
-def accept_blob(deps: Deps, *, container: str, name: str, size: int, etag: str | None, url: str) -> Job | None:
-    """A blob appeared: record it once, validate it, submit it. Returns the job (None when ignored)."""
+def accept_blob(
+    deps: Deps,
+    *,
+    container: str,
+    name: str,
+    size: int,
+    etag: str | None,
+    url: str,
+    metadata: dict[str, str] | None = None,
+) -> Job | None:
+    """A blob appeared: record it once, validate it, submit it. Returns the job (None when ignored).
+
+    Without `etag`, the version's ETag, size and metadata are read in one properties call; a redriven input's
+    metadata makes the job the next run of the job it names (`core.operator.redrive_origin`)."""
     if is_health_probe(name):
         log.info("ignored %s/%s: a health-check probe (written and deleted by the health check)", container, name)
         return None
@@ -60,11 +75,15 @@ def accept_blob(deps: Deps, *, container: str, name: str, size: int, etag: str |
         if info is None:
             log.info("ignored %s/%s: deleted before it could be read", container, name)
             return None
-        etag, size = info.etag, info.size
+        etag, size, metadata = info.etag, info.size, info.metadata
     ref = BlobRef(deps.blobs.account_name, container, name, unquote_etag(etag), size, url)
     fresh = received(ref, deps.clock(), route=deps.settings.routes.for_input(name).name)
+    fresh = as_run_of(fresh, redrive_origin(metadata or {}))
     with about_job(fresh.job_id):
-        return advance(deps, _create_or_load(deps, fresh))
+        job = _create_or_load(deps, fresh)
+        if job.previous_job_id:
+            link_previous_run(deps, job)
+        return advance(deps, job)
 
 
 def _create_or_load(deps: Deps, fresh: Job) -> Job:
@@ -90,6 +109,7 @@ def advance(deps: Deps, job: Job) -> Job:
 
 
 def _advance_once(deps: Deps, job: Job) -> Job:
+    note_aml_job(job.aml_job_name)  # a job submitted before: its lines name its Azure ML job too
     step = intake_step(job, deps.clock())
     if step in {IntakeStep.VALIDATE, IntakeStep.ADMIT} and deps.route_gone(job):
         message = f"its route {job.route!r} is no longer in ROUTES, so it has no endpoint to go to; drop it again"
@@ -177,7 +197,9 @@ def _submit(deps: Deps, job: Job, *, new_attempt: bool, parts: Parts | None) -> 
         # The index must stop saying Waiting before the intent exists: a tick never polls a Waiting row, so a
         # crash after the intent (or the POST) would otherwise hide an in-flight job behind it.
         deps.store.refresh_active(decision.job)
-    return _post(deps, deps.store.update(decision.job))
+    intent = deps.store.update(decision.job)
+    note_aml_job(intent.aml_job_name)  # the intent names the Azure ML job: the job's lines name it from here on
+    return _post(deps, intent)
 
 
 def _still_there(deps: Deps, job: Job) -> None:
@@ -236,6 +258,7 @@ def _post(deps: Deps, job: Job) -> Job:
 
 
 def _record_submitted(deps: Deps, job: Job, remote: RemoteJob) -> Job:
+    note_aml_job(remote.name)
     log.info("job %s: submitted as Azure ML job %s (%s)", job.job_id, remote.name, remote.status)
     saved = _save_post_outcome(deps, submitted(job, remote, deps.clock()))
     return flush_events(deps, saved)
@@ -249,6 +272,8 @@ def _save_post_outcome(deps: Deps, job: Job) -> Job:
         stored = deps.store.get(job.job_id)
         if stored is None or not still_waiting_on(stored, job):
             log.info("job %s: moved on elsewhere; keeping the stored transition", job.job_id)
+            if stored is not None and job.state == JobState.SUBMITTED and canceled_by_operator(stored):
+                cancel_in_azure_ml(deps, job)  # canceled while our POST was out: its Azure ML job exists only now
             return stored or job
         return deps.store.update(replace(job, version=stored.version))
 

@@ -32,7 +32,7 @@ from shared.core.polling import (
     worth_writing,
 )
 from shared.errors import DropScoreError, PermanentError, RemoteJobNotFound, StaleJob, TransientError
-from shared.logcontext import about_job
+from shared.logcontext import about_job, note_aml_job
 from shared.models import REMOTE_ACTIVE, Job, JobState, JobSummary, RemoteJob, Stage
 from shared.ports import ActiveEntry
 from shared.usecases.admission import admit_waiting, capacity_of, is_waiting, oldest_first, sharing_a_pool
@@ -81,19 +81,20 @@ def poll(deps: Deps) -> PollReport:
 
 
 def _poll_safely(deps: Deps, entry: ActiveEntry) -> str:
+    """One pool thread's work: the job's log dimensions are set here, in the thread (ContextVars stay behind)."""
     job_id = entry.job_id
-    try:
-        with about_job(job_id):
+    with about_job(job_id, aml_job_name=entry.summary.aml_job_name if entry.summary else ""):
+        try:
             return poll_entry(deps, entry)
-    except TransientError as exc:
-        log.warning("poll: job %s: %s (will retry next tick)", job_id, exc.message)
-        return "retry-later"
-    except PermanentError as exc:
-        log.error("poll: job %s: %s (will retry next tick)", job_id, exc.message)
-        return "error"
-    except Exception:
-        log.exception("poll: job %s failed unexpectedly (will retry next tick)", job_id)
-        return "error"
+        except TransientError as exc:
+            log.warning("poll: job %s: %s (will retry next tick)", job_id, exc.message)
+            return "retry-later"
+        except PermanentError as exc:
+            log.error("poll: job %s: %s (will retry next tick)", job_id, exc.message)
+            return "error"
+        except Exception:
+            log.exception("poll: job %s failed unexpectedly (will retry next tick)", job_id)
+            return "error"
 
 
 def admit_after_completion(deps: Deps, finished: Job | None) -> int:
@@ -153,6 +154,8 @@ def _step(
 ) -> tuple[str, Job | None]:
     """The outcome, and the job as the ledger now holds it as far as this step knows (None: nothing to index)."""
     job = deps.store.get(job_id)
+    if job is not None:
+        note_aml_job(job.aml_job_name)
     step = poll_step(job, indexed_at=indexed_at, now=deps.clock(), grace=deps.submit_lease)
     if step in {PollStep.REMOVE_ORPHAN, PollStep.HEAL_INDEX}:
         deps.store.unmark_active(job_id)

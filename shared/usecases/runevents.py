@@ -39,11 +39,12 @@ def on_run_event(deps: Deps, *, event_type: str, data: Mapping[str, object]) -> 
         return "ignored:not-ours"
     job = _job_for(deps, prefix, run_id)
     if job is None:
-        log.info("Azure ML event %s for run %s: no unfinished job of ours has it; ignored", event_type, run_id)
+        with about_job("", aml_job_name=run_id):  # an earlier attempt's run, or a finished job's: found by its name
+            log.info("Azure ML event %s for run %s: no unfinished job of ours has it; ignored", event_type, run_id)
         return "ignored:unknown-job"
     # The ledger row just read says what the job waits on: the summary the step starts from.
     entry = ActiveEntry(job.job_id, job.updated_at, summary_of(job))
-    with about_job(entry.job_id):
+    with about_job(entry.job_id, aml_job_name=job.aml_job_name):
         if job.state == JobState.SUBMITTING:
             # Azure ML ended the job before its POST's answer was recorded: failing the delivery makes Event Grid
             # deliver the event again later (its retry policy), when the job is Submitted and can be decided.

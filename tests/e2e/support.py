@@ -24,7 +24,9 @@ DEMO_CSV = REPO_ROOT / "localdev" / "demo" / "diamonds.csv"
 # Jobs whose input name holds this fail in the emulator (set with --faults on the e2e stack).
 FAIL_MATCH = "must-fail"
 FAIL_MESSAGE = "Scoring failed on purpose (e2e fault)"
-STACK_FAULTS = f"fail_match={FAIL_MATCH},fail_message={FAIL_MESSAGE}"
+# Jobs whose input name holds this stay Running in the emulator until canceled (the cancel tests).
+HANG_MATCH = "must-hang"
+STACK_FAULTS = f"fail_match={FAIL_MATCH},fail_message={FAIL_MESSAGE},stuck_match={HANG_MATCH}"
 
 
 def run_cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ import function_app
 from localdev.functions_host import indexing, sdk_bindings
 from localdev.functions_host.sdk_bindings import blob_binding_data
 from shared import runtime
+from shared.errors import TransientError
 from shared.models import EventType, JobState, RemoteStatus
 from tests.fakes import World, make_world, write_predictions
 
@@ -61,6 +62,10 @@ def test_the_app_indexes_with_no_settings_and_lists_every_function() -> None:
         "aml_run_events",
         "get_job",
         "list_jobs",
+        "job_summary",
+        "dashboard",
+        "redrive_job",
+        "cancel_job",
         "health",
     }
     bindings = {name: json.loads(f.get_function_json())["bindings"] for name, f in names.items()}
@@ -72,6 +77,13 @@ def test_the_app_indexes_with_no_settings_and_lists_every_function() -> None:
     assert bindings["aml_run_events"][0]["type"] == "eventGridTrigger"
     assert bindings["get_job"][0]["route"] == "jobs/{id}"
     assert bindings["get_job"][0]["authLevel"] == "FUNCTION"
+    for action in ("redrive", "cancel"):
+        binding = bindings[f"{action}_job"][0]
+        assert (binding["route"], binding["methods"], binding["authLevel"]) == (
+            f"jobs/{{id}}/{action}",
+            ["POST"],
+            "FUNCTION",
+        )
     assert (bindings["health"][0]["route"], bindings["health"][0]["authLevel"]) == ("health", "ADMIN")
 
 
@@ -176,10 +188,31 @@ def test_http_get_job_and_list_jobs(world: World) -> None:
         func.HttpRequest("GET", "/api/jobs", params={"state": "submitted", "limit": "5"}, body=b"")
     )
     body = json.loads(listed.get_body())
-    assert (listed.status_code, body["count"], body["jobs"][0]["jobId"]) == (200, 1, job_id)
+    assert (listed.status_code, body["count"], body["jobs"][0]["jobId"], body["continuation"]) == (200, 1, job_id, None)
+    summary = function_app.job_summary(func.HttpRequest("GET", "/api/summary", body=b""))
+    assert (summary.status_code, json.loads(summary.get_body())["byState"]) == (200, {"Submitted": 1})
 
 
-@pytest.mark.parametrize("params", [{"state": "Done"}, {"limit": "0"}, {"limit": "x"}, {"limit": "1001"}])
+def test_http_list_pages_follow_the_continuation(world: World) -> None:
+    for name in ("a.csv", "b.csv", "c.csv"):
+        function_app.on_input_blob(blob_client(world, name, CSV))
+        world.clock.advance(seconds=1)
+    names, params = [], {"limit": "2"}
+    while True:
+        reply = json.loads(
+            function_app.list_jobs(func.HttpRequest("GET", "/api/jobs", params=params, body=b"")).get_body()
+        )
+        names.append([job["input"]["name"] for job in reply["jobs"]])
+        if reply["continuation"] is None:
+            break
+        params = {"limit": "2", "continuation": reply["continuation"]}
+    assert names == [["c.csv", "b.csv"], ["a.csv"]]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"state": "Done"}, {"limit": "0"}, {"limit": "x"}, {"limit": "201"}, {"continuation": "bm9wZQ"}],
+)
 def test_list_jobs_rejects_bad_queries(world: World, params: dict[str, str]) -> None:
     response = function_app.list_jobs(func.HttpRequest("GET", "/api/jobs", params=params, body=b""))
     assert response.status_code == 400
@@ -207,3 +240,85 @@ def test_a_config_error_is_a_500_with_the_details_in_the_log_only(
 def test_a_malformed_job_id_is_a_404_without_a_lookup(world: World) -> None:
     response = function_app.get_job(func.HttpRequest("GET", "/api/jobs/a'b", route_params={"id": "a'b"}, body=b""))
     assert response.status_code == 404
+
+
+# ---- the operator's actions
+
+
+def _post(function: object, job_id: str, action: str) -> tuple[int, dict[str, object]]:
+    request = func.HttpRequest("POST", f"/api/jobs/{job_id}/{action}", route_params={"id": job_id}, body=b"")
+    response = function(request)  # type: ignore[operator]
+    return response.status_code, json.loads(response.get_body())
+
+
+def test_http_cancel_then_redrive_then_repeat(world: World) -> None:
+    world.scoring.script = [RemoteStatus.RUNNING]
+    function_app.on_input_blob(blob_client(world, "x.csv", CSV))
+    (job_id,) = world.store.rows
+    status, body = _post(function_app.cancel_job, job_id, "cancel")
+    assert (status, body["state"], body["error"]["code"]) == (202, "Canceled", "CanceledByOperator")
+    assert body["actions"] == {"redrive": False, "cancel": False}  # its input is not filed yet
+    assert _post(function_app.cancel_job, job_id, "cancel")[0] == 200
+    status, body = _post(function_app.redrive_job, job_id, "redrive")
+    assert (status, body["error"]["code"], body["error"]["state"]) == (409, "JobActive", "Canceled")
+    for queued in world.queue.drain():
+        function_app.complete_job(func.QueueMessage(id="m", body=json.dumps({"jobId": queued}).encode()))
+    status, body = _post(function_app.cancel_job, job_id, "cancel")
+    assert (status, body["stage"]) == (200, "Done")
+    status, body = _post(function_app.redrive_job, job_id, "redrive")
+    assert status == 202
+    assert (body["previousJobId"], body["run"]) == (job_id, 2)
+    assert body["job"]["redrivenTo"] == body["jobId"]
+    assert body["job"]["actions"] == {"redrive": False, "cancel": False}
+    assert _post(function_app.redrive_job, job_id, "redrive") == (200, body)
+    function_app.on_input_blob(blob_client_of(world, "x.csv"))  # the copy's trigger
+    found = function_app.get_job(
+        func.HttpRequest("GET", "/api/jobs/x", route_params={"id": body["jobId"]}, body=b"")  # type: ignore[arg-type]
+    )
+    view = json.loads(found.get_body())
+    assert (view["run"], view["previousJobId"], view["state"]) == (2, job_id, "Submitted")
+
+
+def blob_client_of(world: World, name: str) -> blob_binding.BlobClient:
+    """The binding's client for a blob already in the fake store (the redrive's copy)."""
+    binding_data = blob_binding_data("AzureWebJobsStorage", "incoming", name)
+    return cast(blob_binding.BlobClient, sdk_bindings.decode("blobTrigger", binding_data, {}, blob_binding.BlobClient))
+
+
+@pytest.mark.parametrize("action", ["redrive", "cancel"])
+def test_http_actions_on_unknown_or_malformed_ids_are_404(world: World, action: str) -> None:
+    function = getattr(function_app, f"{action}_job")
+    for job_id in ("f" * 40, "a'b", "../x"):
+        status, body = _post(function, job_id, action)
+        assert (status, body["error"]["code"]) == (404, "NotFound")
+
+
+def test_http_cancel_of_a_finished_job_is_409_with_its_state(world: World) -> None:
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1", "2"])
+    function_app.on_input_blob(blob_client(world, "x.csv", CSV))
+    function_app.poll_jobs(timer.TimerRequest(past_due=False))
+    (job_id,) = world.store.rows
+    status, body = _post(function_app.cancel_job, job_id, "cancel")
+    assert status == 409
+    assert body == {
+        "error": {
+            "code": "WrongState",
+            "message": "the job already has its outcome (Scored): there is nothing to cancel",
+            "state": "Scored",
+        }
+    }
+
+
+def test_http_actions_answer_503_when_storage_cannot_answer_now(world: World) -> None:
+    world.blobs.put("incoming", "x.csv", CSV)
+    function_app.on_input_blob(blob_client_of(world, "x.csv"))
+    (job_id,) = world.store.rows
+
+    def down(job_id: str) -> None:
+        raise TransientError("HTTP 503 from Table storage")
+
+    world.store.get = down  # type: ignore[assignment,method-assign]
+    status, body = _post(function_app.cancel_job, job_id, "cancel")
+    assert (status, body["error"]["code"]) == (503, "Transient")
+    assert "Table storage" not in body["error"]["message"]

@@ -47,6 +47,7 @@ def env(azurite: Azurite) -> dict[str, object]:
             "AML_OUTPUT_CONTAINER": f"aml-{tag}",
             "JOBS_TABLE": f"jobs{tag}",
             "ACTIVE_JOBS_TABLE": f"active{tag}",
+            "JOB_LIST_TABLE": f"list{tag}",
             "COMPLETIONS_QUEUE": f"done-{tag}",
             "REQUIRED_COLUMNS": "carat,cut",
         }
@@ -65,6 +66,7 @@ def env(azurite: Azurite) -> dict[str, object]:
             TableServiceClient.from_connection_string(azurite.connection_string),
             jobs_table=settings.jobs_table,
             active_table=settings.active_table,
+            list_table=settings.job_list_table,
         ),
         blobs=AzureBlobStore(blob_service),
         scoring=scoring,
@@ -151,7 +153,7 @@ def test_a_rejected_input_moves_with_its_reason(env: dict[str, object]) -> None:
     assert sorted(b.name for b in rejected.list_blobs()) == ["bad.csv", "bad.csv.reason.json"]
     reason = json.loads(rejected.get_blob_client("bad.csv.reason.json").download_blob().readall())
     assert reason["error"]["code"] == "WrongDelimiter"
-    (job,) = deps.store.query(state=JobState.REJECTED, limit=10)
+    (job,) = deps.store.page(state=JobState.REJECTED, prefix="", limit=10, after="", now=deps.clock()).jobs
     assert job.error_code == "WrongDelimiter"
     assert list(deps.store.active()) == []
 

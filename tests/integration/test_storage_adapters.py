@@ -31,7 +31,7 @@ def unique(prefix: str) -> str:
 @pytest.fixture
 def store(azurite: Azurite) -> TableJobStore:
     service = TableServiceClient.from_connection_string(azurite.connection_string)
-    return TableJobStore(service, jobs_table=unique("jobs"), active_table=unique("active"))
+    return TableJobStore(service, jobs_table=unique("jobs"), active_table=unique("active"), list_table=unique("list"))
 
 
 @pytest.fixture
@@ -87,13 +87,18 @@ def test_active_index_holds_only_unfinished_jobs(store: TableJobStore) -> None:
     assert sorted(entry.job_id for entry in store.active()) == [jobs[0].job_id, jobs[2].job_id]
 
 
-def test_query_by_state(store: TableJobStore) -> None:
+def test_list_by_state(store: TableJobStore) -> None:
     first = store.create(a_job("1" * 40))
     store.create(a_job("2" * 40))
     store.update(replace(first, state=JobState.REJECTED))
-    assert [job.job_id for job in store.query(state=JobState.REJECTED, limit=10)] == ["1" * 40]
-    assert len(store.query(state=None, limit=10)) == 2
-    assert len(store.query(state=None, limit=1)) == 1
+
+    def listed(state: JobState | None, limit: int) -> list[str]:
+        return [job.job_id for job in store.page(state=state, prefix="", limit=limit, after="", now=NOW).jobs]
+
+    assert listed(JobState.REJECTED, 10) == ["1" * 40]
+    assert listed(JobState.RECEIVED, 10) == ["2" * 40]
+    assert len(listed(None, 10)) == 2
+    assert len(listed(None, 1)) == 1
 
 
 def test_ranged_read_is_pinned_to_the_version(blobs: AzureBlobStore) -> None:

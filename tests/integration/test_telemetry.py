@@ -1,4 +1,5 @@
-"""Logs reach Application Insights through the real exporter, each with its job id as a dimension.
+"""Logs reach Application Insights through the real exporter, each with its job id (and Azure ML job name) as
+a dimension, and a line about no job with neither.
 
 The exporter posts to a loopback stand-in for the ingestion endpoint (the connection string's
 IngestionEndpoint); the app runs in a child process because OpenTelemetry's providers are global.
@@ -24,7 +25,7 @@ import logging, sys
 from opentelemetry._logs import get_logger_provider
 from shared.adapters.telemetry import configure
 from shared.config import Settings
-from shared.logcontext import about_job
+from shared.logcontext import about_job, note_aml_job
 from tests.fakes import BASE_SETTINGS
 
 connection = "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=" + sys.argv[1]
@@ -33,6 +34,8 @@ log = logging.getLogger("dropscore")
 log.setLevel(logging.INFO)
 with about_job("f00d"):
     log.warning("job %s: inside", "f00d")
+    note_aml_job("dropscore-f00d-1")
+    log.warning("job %s: submitted", "f00d")
 log.warning("outside any job")
 get_logger_provider().force_flush()
 """
@@ -67,7 +70,7 @@ def ingestion() -> Iterator[str]:
     server.shutdown()
 
 
-def test_each_log_line_carries_its_job_id_as_a_dimension(ingestion: str, tmp_path: Path) -> None:
+def test_each_log_line_carries_its_job_id_and_azure_ml_job_name_as_dimensions(ingestion: str, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", CHILD, ingestion],
         cwd=ROOT,
@@ -84,4 +87,8 @@ def test_each_log_line_carries_its_job_id_as_a_dimension(ingestion: str, tmp_pat
         if item.get("name") == "Microsoft.ApplicationInsights.Message"
     }
     assert messages["job f00d: inside"]["job_id"] == "f00d"
-    assert messages["outside any job"]["job_id"] == ""
+    assert "aml_job_name" not in messages["job f00d: inside"]  # not known yet: no empty dimension
+    assert messages["job f00d: submitted"]["job_id"] == "f00d"
+    assert messages["job f00d: submitted"]["aml_job_name"] == "dropscore-f00d-1"
+    assert "job_id" not in messages["outside any job"]
+    assert "aml_job_name" not in messages["outside any job"]

@@ -93,5 +93,6 @@ def test_the_python_313_worker_indexes_every_function(tmp_path: Path) -> None:
         "aml_run_events": ["eventGridTrigger"],
         "get_job": ["httpTrigger", "http"],
         "list_jobs": ["httpTrigger", "http"],
+        "job_summary": ["httpTrigger", "http"],
         "health": ["httpTrigger", "http"],
     }

@@ -81,6 +81,7 @@ def _scenario() -> dict[str, Any]:
         blobs=blobs,
         poison={"job-completions-poison": 0},
         active=0,
+        listed={("all", JOB), ("state-Completed", JOB), ("state-Running", JOB)},  # a crash's leftover is fine
     )
     return {"uploaded": uploaded, "snapshot": snapshot, "files": files}
 
@@ -168,6 +169,7 @@ def test_stack_checks_catch_poison_leftovers_and_strangers() -> None:
     snapshot.poison["webjobs-blobtrigger-poison"] = 1
     snapshot.blobs["incoming"]["stray.csv"] = StoredBlob("incoming", "stray.csv", "0x5", "")
     snapshot.aml_jobs.append(AmlJob("dropscore-bbbb-1", "Completed", "b" * 40, 1, "dropscore/b/1/predictions.csv"))
+    snapshot.listed.discard(("state-Completed", JOB))  # listed, but not in the state its ledger row has
     checks = stack_checks(**_stack_args(journal, snapshot, converged="2 jobs not Done"))
     failed = {check.name for check in checks if not check.passed}
 
@@ -176,6 +178,7 @@ def test_stack_checks_catch_poison_leftovers_and_strangers() -> None:
         "poison queues empty",
         "nothing left in the input container",
         "every Azure ML job belongs to a ledger job",
+        "the job list has every job, in its state",
     }
 
 

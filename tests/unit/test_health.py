@@ -60,6 +60,7 @@ def test_a_healthy_deployment_passes_every_check() -> None:
         "container aml-outputs",
         "table jobs",
         "table activejobs",
+        "table joblist",
         "queue job-completions",
         "azure ml token",
         "azure ml endpoint",

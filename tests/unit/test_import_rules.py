@@ -23,6 +23,8 @@ SDK_OWNERS = {
     "azure.data.tables": "shared/adapters/tables.py",
     # Table storage's second port, MAX_JOBS_IN_FLIGHT's slots, in its own adapter (tables.py is the ledger).
     "azure.data.tables#slots": "shared/adapters/slots.py",
+    # The time-ordered job list: an index tables.py keeps with each ledger write, and reads a page at a time.
+    "azure.data.tables#joblist": "shared/adapters/joblist.py",
     "azure.storage.blob": "shared/adapters/blobs.py",
     "azure.storage.queue": "shared/adapters/queues.py",
     "azure.eventgrid": "shared/adapters/eventgrid.py",

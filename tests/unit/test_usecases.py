@@ -391,7 +391,10 @@ def test_http_views_carry_no_query_strings_and_filter_by_state() -> None:
     world = make_world()
     drop(world)
     drop(world, name="b.txt", data=b"x")
-    jobs = [job_view(job) for job in queries.list_jobs(world.deps, state=JobState.REJECTED, limit=10)]
+    jobs = [
+        job_view(job)
+        for job in queries.list_jobs(world.deps, state=JobState.REJECTED, prefix="", limit=10, after="").jobs
+    ]
     assert [job["input"]["name"] for job in jobs] == ["b.txt"]
     job = queries.get_job(world.deps, jobs[0]["jobId"])
     assert job is not None
