@@ -34,7 +34,8 @@ from azure.core.pipeline.transport import RequestsTransport  # noqa: E402
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode  # noqa: E402
 
 from localdev.azurite import start_azurite  # noqa: E402
-from shared.adapters.joblist import JobList  # noqa: E402
+from shared.adapters.joblist import READ_CONCURRENCY, JobList  # noqa: E402
+from shared.adapters.rest import pooled_session  # noqa: E402
 from shared.adapters.tables import TableJobStore, to_entity  # noqa: E402
 from shared.core import listing  # noqa: E402
 from shared.models import Job, JobState, Stage  # noqa: E402
@@ -87,7 +88,7 @@ def write_jobs(service: TableServiceClient, store: TableJobStore, indexes: range
     """The ledger rows one by one (each its own partition), the list rows in batches of one partition."""
     ledger = service.get_table_client(store.jobs_table)
     jobs = [a_job(index) for index in indexes]
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda job: ledger.upsert_entity(to_entity(job), mode=UpdateMode.REPLACE), jobs))
     listed = service.get_table_client(store.list_table)
     by_partition: dict[str, list[dict[str, Any]]] = {}
@@ -163,8 +164,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     with azurite_running() as connection:
-        service = TableServiceClient.from_connection_string(connection)
-        slow = TableServiceClient.from_connection_string(connection, transport=SlowTransport(args.latency))
+        service = TableServiceClient.from_connection_string(
+            connection, transport=RequestsTransport(session=pooled_session(16), session_owner=False)
+        )
+        # The app's pool (tables.table_service: POLL_CONCURRENCY's default 32 connections), the network's wait.
+        session = pooled_session(max(32, READ_CONCURRENCY))
+        transport = SlowTransport(args.latency, session=session, session_owner=False)
+        slow = TableServiceClient.from_connection_string(connection, transport=transport)
         store = TableJobStore(slow, jobs_table="jobs", active_table="activejobs", list_table="joblist")
         store._ensure_tables()
         figures: dict[int, dict[str, float]] = {}

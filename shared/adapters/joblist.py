@@ -31,9 +31,9 @@ from shared.models import Job, JobPage, JobState, ListedJob, RecentJobs, Stage
 
 #: Index rows one page call reads at most (one request: Table storage answers up to 1,000 rows at a time).
 MAX_SCAN = 1000
-#: Ledger point reads in flight at once while a page is built (each waits on the network; below the SDK
-#: transport's 10 pooled connections, so no connection is opened and thrown away).
-READ_CONCURRENCY = 8
+#: Ledger point reads in flight at once while a page is built (each waits on the network; `tables.table_service`
+#: keeps at least this many connections).
+READ_CONCURRENCY = 16
 
 _GONE_OR_CHANGED = {404, 412}
 

@@ -88,6 +88,17 @@ def retrying_session(max_retries: int, backoff_factor: float = 0.5, *, pool_size
     return session
 
 
+def pooled_session(pool_size: int) -> requests.Session:
+    """A session for an Azure SDK client's transport that keeps `pool_size` connections per host (azure-core's
+    own keeps 10, so more threads than that open and drop a connection per call). No retries here: the SDK's
+    pipeline retries."""
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=Retry(total=False, redirect=False, raise_on_status=False), pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
 @dataclass(frozen=True)
 class Reply:
     """An HTTP answer, after retries."""

@@ -36,6 +36,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import EdmType, EntityProperty, TableServiceClient, UpdateMode
 
 from shared.adapters.activerows import (
@@ -47,7 +48,8 @@ from shared.adapters.activerows import (
     written_at,
 )
 from shared.adapters.identity import storage_client
-from shared.adapters.joblist import JobList
+from shared.adapters.joblist import READ_CONCURRENCY, JobList
+from shared.adapters.rest import pooled_session
 from shared.adapters.storage_errors import storage_errors_translated
 from shared.config import Settings
 from shared.core.completion import final_event_type
@@ -70,12 +72,18 @@ log = logging.getLogger("dropscore")
 
 
 def table_service(settings: Settings) -> TableServiceClient:
-    """The Table service client of the app's storage (a connection string locally, the identity in Azure)."""
+    """The Table service client of the app's storage (a connection string locally, the identity in Azure), with a
+    connection for each thread that shares it: the poll tick's POLL_CONCURRENCY, a list page's ledger reads."""
+    size = max(settings.poll_concurrency, READ_CONCURRENCY)
+
+    def transport() -> RequestsTransport:
+        return RequestsTransport(session=pooled_session(size), session_owner=False)
+
     return storage_client(
         settings.storage,
         settings.storage.table_url,
-        from_connection_string=TableServiceClient.from_connection_string,
-        from_url=lambda url, credential: TableServiceClient(url, credential=credential),
+        from_connection_string=lambda text: TableServiceClient.from_connection_string(text, transport=transport()),
+        from_url=lambda url, credential: TableServiceClient(url, credential=credential, transport=transport()),
         client_id=settings.client_id,
     )
 

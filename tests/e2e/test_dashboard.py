@@ -10,7 +10,6 @@ docs/dashboard.png, the README's picture.
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, 
 from localdev.procs import REPO_ROOT
 from localdev.stack import StackOptions, down, function_key, up
 from localdev.stack_procs import processes_mentioning
+from tests.e2e.browser import chromium_or_skip
 from tests.e2e.support import StackClient, demo_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -37,13 +37,7 @@ PAGE_TIMEOUT_MS = 15_000
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        reason = "no `chromium` on PATH: Debian's chromium package is what these tests drive (make install adds it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the browser tests")
-        pytest.skip(reason)
-    return path
+    return chromium_or_skip()
 
 
 @pytest.fixture(scope="module")
