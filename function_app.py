@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import azure.functions as func
 
@@ -22,7 +24,9 @@ from shared import httpapi, listquery, logcontext, runtime
 from shared.core.naming import is_job_key, parse_completion_message
 from shared.errors import ConfigError, Conflict, TransientError
 from shared.usecases import cancel, complete, health, intake, poll, queries, redrive, runevents
+from shared.usecases.deps import Deps
 
+Outcome = TypeVar("Outcome")
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger(logcontext.LOGGER)
 logcontext.install()  # every record carries the job it is about (a dimension in Application Insights)
@@ -164,21 +168,11 @@ def dashboard_page(req: func.HttpRequest) -> func.HttpResponse:
 def redrive_job(req: func.HttpRequest) -> func.HttpResponse:
     """POST /api/jobs/{id}/redrive: a Failed, TimedOut, Canceled or Rejected job's filed input runs again as a new
     job linked to it. 202 {jobId, previousJobId, run, job}; 200 with the same body once done; 409 with the reason."""
-    job_id = req.route_params.get("id", "")
-    if not is_job_key(job_id):
-        return _respond(httpapi.NOT_FOUND)
-    try:
-        outcome = redrive.redrive_job(runtime.deps(), job_id)
-    except Conflict as exc:
-        return _respond(httpapi.conflict_reply(exc))
-    except TransientError as exc:
-        return _unavailable(exc)
-    except ConfigError as exc:
-        return _config_error(exc)
-    if outcome is None:
-        return _respond(httpapi.NOT_FOUND)
-    reply = httpapi.redrive_reply(outcome.previous, job_id=outcome.job_id, run=outcome.run, started=outcome.started)
-    return _respond(reply)
+    return _act_on_job(req, redrive.redrive_job, _redrive_reply)
+
+
+def _redrive_reply(outcome: redrive.RedriveOutcome) -> httpapi.Reply:
+    return httpapi.redrive_reply(outcome.previous, job_id=outcome.job_id, run=outcome.run, started=outcome.started)
 
 
 @app.function_name("cancel_job")
@@ -186,20 +180,31 @@ def redrive_job(req: func.HttpRequest) -> func.HttpResponse:
 def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
     """POST /api/jobs/{id}/cancel: a job with no outcome yet ends Canceled (CanceledByOperator), its Azure ML job is
     canceled, its input filed in the failed container. 202 <job>; 200 when already canceled; 409 once finished."""
+    return _act_on_job(req, cancel.cancel_job, _cancel_reply)
+
+
+def _cancel_reply(outcome: cancel.CancelOutcome) -> httpapi.Reply:
+    return httpapi.cancel_reply(outcome.job, changed=outcome.changed)
+
+
+def _act_on_job(
+    req: func.HttpRequest, act: Callable[[Deps, str], Outcome | None], reply: Callable[[Outcome], httpapi.Reply]
+) -> func.HttpResponse:
+    """An operator's action on one job: 404 for a malformed or unknown id, 409 when the job's state forbids it, 503
+    when storage or Azure ML cannot answer now (calling again is safe)."""
     job_id = req.route_params.get("id", "")
     if not is_job_key(job_id):
         return _respond(httpapi.NOT_FOUND)
-    try:
-        outcome = cancel.cancel_job(runtime.deps(), job_id)
-    except Conflict as exc:
-        return _respond(httpapi.conflict_reply(exc))
-    except TransientError as exc:
-        return _unavailable(exc)
-    except ConfigError as exc:
-        return _config_error(exc)
-    if outcome is None:
-        return _respond(httpapi.NOT_FOUND)
-    return _respond(httpapi.cancel_reply(outcome.job, changed=outcome.changed))
+    with logcontext.about_job(job_id):
+        try:
+            outcome = act(runtime.deps(), job_id)
+        except Conflict as exc:
+            return _respond(httpapi.conflict_reply(exc))
+        except TransientError as exc:
+            return _unavailable(exc)
+        except ConfigError as exc:
+            return _config_error(exc)
+    return _respond(httpapi.NOT_FOUND if outcome is None else reply(outcome))
 
 
 @app.function_name("health")

@@ -27,6 +27,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.adapters.activerows import utc
 from shared.core import listing
+from shared.logcontext import about_job
 from shared.models import Job, JobPage, JobState, ListedJob, RecentJobs, Stage
 
 #: Index rows one page call reads at most (one request: Table storage answers up to 1,000 rows at a time).
@@ -36,6 +37,8 @@ MAX_SCAN = 1000
 READ_CONCURRENCY = 16
 
 _GONE_OR_CHANGED = {404, 412}
+#: Empty pages with a continuation a call follows before answering (each one more request).
+_EMPTY_PAGES_FOLLOWED = 3
 
 log = logging.getLogger("dropscore")
 
@@ -65,6 +68,14 @@ class JobList:
         if left is not None and left != job.state:
             with contextlib.suppress(ResourceNotFoundError):
                 self._table.delete_entity(listing.state_partition(left), key)
+
+    def withdraw(self, job: Job) -> None:
+        """A creation that found the job already there (a duplicate trigger, received at another moment): the rows
+        `announce` wrote for it go (the job's own rows have another key)."""
+        key = listing.row_key(job.created_at, job.job_id)
+        for partition in (listing.state_partition(job.state), listing.ALL_PARTITION):
+            with contextlib.suppress(ResourceNotFoundError):
+                self._table.delete_entity(partition, key)
 
     @staticmethod
     def needs_announce(job: Job) -> bool:
@@ -104,6 +115,10 @@ class JobList:
             results_per_page=scan,
         ).by_page()
         rows = list(next(pages, []))
+        for _ in range(_EMPTY_PAGES_FOLLOWED):  # Table storage may answer a page with no rows and a continuation
+            if rows or pages.continuation_token is None:
+                break
+            rows = list(next(pages, []))
         cut_short = pages.continuation_token is not None or len(rows) >= scan
         picked: list[Any] = []
         consumed = 0
@@ -165,7 +180,9 @@ class JobList:
             if exc.status_code in _GONE_OR_CHANGED:  # not every 412 arrives mapped
                 return
             raise
-        log.info("job list: removed the stale row %s/%s", row["PartitionKey"], row["RowKey"])
+        parsed = listing.parse_row_key(row["RowKey"])
+        with about_job(parsed[1] if parsed else ""):
+            log.info("job list: removed the stale row %s/%s", row["PartitionKey"], row["RowKey"])
 
 
 def _written_at(row: Any) -> datetime | None:

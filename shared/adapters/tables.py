@@ -52,6 +52,7 @@ from shared.adapters.joblist import READ_CONCURRENCY, JobList
 from shared.adapters.rest import pooled_session
 from shared.adapters.storage_errors import storage_errors_translated
 from shared.config import Settings
+from shared.core import listing
 from shared.core.completion import final_event_type
 from shared.core.naming import HEALTH_PROBE_PREFIX
 from shared.errors import BlobChanged, BlobMissing, JobExists, ResourceMissing, StaleJob
@@ -130,13 +131,22 @@ class TableJobStore:
         if self._read(job.job_id, LEGACY_ROW) is not None:
             raise JobExists(f"job {job.job_id} already exists (a row of the previous key layout)")
         # Listed first: a crash leaves a list row with no ledger row (skipped by readers), never the reverse.
-        # A duplicate trigger's rows (another received time) are skipped the same way.
         self._list.announce(job)
         try:
             metadata = self._jobs.create_entity(to_entity(job))
         except ResourceExistsError:
+            self._withdraw_duplicate(job)
             raise JobExists(f"job {job.job_id} already exists") from None
         return _with_version(job, metadata)
+
+    def _withdraw_duplicate(self, job: Job) -> None:
+        """A duplicate trigger's list rows (received at another moment than the stored job) go at once; a crash
+        first leaves them to the readers, which skip them."""
+        stored = self._read(job.job_id, job.job_id)
+        ours = listing.row_key(job.created_at, job.job_id)
+        created = utc(stored.get("createdAt")) if stored is not None else None
+        if created is not None and listing.row_key(created, job.job_id) != ours:
+            self._list.withdraw(job)
 
     @storage_errors_translated
     def get(self, job_id: str) -> Job | None:

@@ -26,7 +26,9 @@ _INVERSION_MS = 10**13 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ROW_KEY = re.compile(r"^(\d{13})-([0-9a-f]{40})$")
 #: An index row written this long ago whose ledger row disagrees is not a write still in flight: it is stale.
-STALE_AFTER = timedelta(minutes=10)
+#: Longer than any ledger write can take to land: the function timeout (host.json, 10 minutes) ends the
+#: invocation, SDK retries and all.
+STALE_AFTER = timedelta(hours=1)
 SUMMARY_HOURS = 24
 
 
@@ -61,11 +63,7 @@ def newer_than(moment: datetime) -> str:
 def listed_truly(job: Job | None, *, key: str, state: JobState | None) -> bool:
     """Does the ledger row back the index row `key` of a list of `state` (None: every job)? It must exist, have
     been created at the key's moment (a duplicate trigger's row has another), and be in that state now."""
-    parsed = parse_row_key(key)
-    if job is None or parsed is None or parsed[1] != job.job_id:
-        return False
-    # Within a millisecond: storage may round what the key truncated.
-    if abs(_epoch_ms(job.created_at) - _epoch_ms(parsed[0])) > 1:
+    if job is None or row_key(job.created_at, job.job_id) != key:
         return False
     return state is None or job.state == state
 
@@ -104,11 +102,14 @@ def summarize(jobs: Iterable[ListedJob], *, now: datetime, scanned: int, truncat
     by_state: dict[str, int] = {}
     completed = [0] * SUMMARY_HOURS
     failed = [0] * SUMMARY_HOURS
-    seen: set[str] = set()
+    # A job's true row is its first: a duplicate trigger's leftover is younger (and says Received).
+    first_rows: dict[str, ListedJob] = {}
     for job in jobs:
-        if job.job_id in seen or job.created_at < since:
+        if job.job_id not in first_rows or job.created_at < first_rows[job.job_id].created_at:
+            first_rows[job.job_id] = job
+    for job in first_rows.values():
+        if job.created_at < since:
             continue
-        seen.add(job.job_id)
         by_state[job.state.value] = by_state.get(job.state.value, 0) + 1
         if job.finished_at is None or job.state not in TERMINAL or job.finished_at < first_hour:
             continue

@@ -19,7 +19,7 @@ from shared.core.completion import moved_by
 from shared.core.naming import is_job_key
 from shared.core.submission import ended
 from shared.errors import Conflict, InputGone, JobActive, WrongState
-from shared.models import BlobInfo, Job, JobState, Stage
+from shared.models import BlobInfo, Job, JobState, RemoteStatus, Stage
 
 #: The error code of a job an operator canceled.
 CANCELED_BY_OPERATOR = "CanceledByOperator"
@@ -123,6 +123,15 @@ def cancel_refusal(job: Job) -> Conflict | None:
 def may_cancel(job: Job) -> bool:
     """The operator page's Cancel button: a job with no outcome yet."""
     return job.stage is Stage.WORKING
+
+
+#: The Azure ML status a canceled job's row records once Azure ML took the cancel request.
+CANCEL_REQUESTED = RemoteStatus.CANCEL_REQUESTED.value
+
+
+def cancel_requested(job: Job) -> Job:
+    """Azure ML took the cancel request: the row says so (and the completion need not ask again)."""
+    return replace(job, aml_status=CANCEL_REQUESTED)
 
 
 def canceled(job: Job, now: datetime) -> Job:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from shared.core import completion as transitions
 from shared.core.completion import MoveOutcome
 from shared.core.naming import BAD_NAME, predictions_name, reason_name
+from shared.core.operator import CANCEL_REQUESTED, canceled_by_operator
 from shared.core.polling import completion_exhausted, completion_queued
 from shared.core.submission import ended
 from shared.csvjoin import (
@@ -147,6 +148,8 @@ def finalize(deps: Deps, job: Job) -> Job:
         release(deps, job)
     if job.stage is Stage.ENDED and job.state == JobState.SCORED:
         job = _deliver_or_fail(deps, job)
+    if job.stage is Stage.ENDED and canceled_by_operator(job) and job.aml_status != CANCEL_REQUESTED:
+        try_cancel_in_azure_ml(deps, job)  # the HTTP call crashed or met an outage before Azure ML took it
     if job.stage is Stage.ENDED:
         job = _file_input(deps, job)
     job = flush_events(deps, job)
@@ -158,6 +161,32 @@ def finalize(deps: Deps, job: Job) -> Job:
     deps.store.unmark_active(job.job_id)
     log.info("job %s: %s and finalized", job.job_id, job.state.value)
     return saved
+
+
+def cancel_in_azure_ml(deps: Deps, job: Job) -> bool:
+    """Ask Azure ML to cancel the job's run, when it has one (idempotent there); True when Azure ML took the
+    request. The job is Canceled whatever the answer: a run that goes on anyway writes predictions nobody joins
+    (its output path is the job's own)."""
+    if not job.aml_job_name:
+        return False
+    if deps.scoring_for(job.endpoint).cancel(job.aml_job_name):
+        log.info("job %s: Azure ML job %s asked to cancel", job.job_id, job.aml_job_name)
+        return True
+    log.warning(
+        "job %s: Azure ML job %s not canceled there (no AML_WORKSPACE_ID, or Azure ML does not know it yet)",
+        job.job_id,
+        job.aml_job_name,
+    )
+    return False
+
+
+def try_cancel_in_azure_ml(deps: Deps, job: Job) -> None:
+    """An operator's cancel is asked again before the input is filed: the HTTP call may have crashed or met an
+    outage after writing Canceled. Best effort: filing goes on whatever Azure ML answers."""
+    try:
+        cancel_in_azure_ml(deps, job)
+    except DropScoreError as exc:
+        log.error("job %s: could not cancel Azure ML job %s: %s", job.job_id, job.aml_job_name, exc.message)
 
 
 def _deliver_or_fail(deps: Deps, job: Job) -> Job:

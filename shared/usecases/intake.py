@@ -41,8 +41,7 @@ from shared.errors import (
 from shared.logcontext import about_job, note_aml_job
 from shared.models import BlobRef, InvokeRequest, Job, JobState, RemoteJob
 from shared.usecases.admission import admit, renew_slot
-from shared.usecases.cancel import cancel_in_azure_ml
-from shared.usecases.complete import end, finalize, request_completion
+from shared.usecases.complete import end, finalize, request_completion, try_cancel_in_azure_ml
 from shared.usecases.deps import Deps, retry_lost_races
 from shared.usecases.outbox import flush_events
 from shared.usecases.redrive import link_previous_run
@@ -273,7 +272,7 @@ def _save_post_outcome(deps: Deps, job: Job) -> Job:
         if stored is None or not still_waiting_on(stored, job):
             log.info("job %s: moved on elsewhere; keeping the stored transition", job.job_id)
             if stored is not None and job.state == JobState.SUBMITTED and canceled_by_operator(stored):
-                cancel_in_azure_ml(deps, job)  # canceled while our POST was out: its Azure ML job exists only now
+                try_cancel_in_azure_ml(deps, job)  # canceled while our POST was out: its Azure ML job exists only now
             return stored or job
         return deps.store.update(replace(job, version=stored.version))
 

@@ -70,6 +70,13 @@ def redrive_job(deps: Deps, job_id: str) -> RedriveOutcome | None:
         etag, started = _copy_back(deps, old)
         new_id = job_key(deps.blobs.account_name, old.container, old.name, etag)
         linked = record_link(deps, old, new_id)
+        if linked.redriven_to != new_id:
+            # A call that read the row before an earlier run was linked, and copied after that run had left the
+            # input container: its copy would be a second run. It goes; the answer is the recorded run.
+            if started:
+                _take_back(deps, old, etag)
+            log.info("job %s: already redriven as job %s", job_id, linked.redriven_to)
+            return RedriveOutcome(linked, linked.redriven_to, old.run + 1, started=False)
         log.info(
             "job %s: redriven as job %s (run %d)%s",
             job_id,
@@ -115,6 +122,12 @@ def _copy_back(deps: Deps, old: Job) -> tuple[str, bool]:
                 state=old.state.value,
             )
     raise TransientError(f"{old.container}/{old.name} kept changing while job {old.job_id} was redriven")
+
+
+def _take_back(deps: Deps, old: Job, etag: str) -> None:
+    """Only that version: if its trigger already made a job of it, the job is not linked and runs as an upload."""
+    if deps.blobs.delete(old.container, old.name, etag=etag):
+        log.info("job %s: removed the copy %s/%s a late call made", old.job_id, old.container, old.name)
 
 
 def record_link(deps: Deps, old: Job, new_job_id: str) -> Job:

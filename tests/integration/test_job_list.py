@@ -110,14 +110,22 @@ def test_a_row_written_before_a_ledger_write_that_never_came_is_skipped_then_rem
     assert page_ids(store, state=JobState.RECEIVED) == [job.job_id]
 
 
-def test_a_duplicate_triggers_rows_never_list_the_job_twice(store: TableJobStore) -> None:
+def test_a_duplicate_triggers_rows_go_and_never_list_the_job_twice(store: TableJobStore) -> None:
     job = store.create(a_job(0))
+    failed = store.update(replace(job, state=JobState.FAILED, stage=Stage.ENDED, finished_at=NOW))
+    duplicate = replace(a_job(0), created_at=NOW + timedelta(seconds=5))  # the same blob version, triggered later
     with pytest.raises(JobExists):
-        store.create(replace(a_job(0), created_at=NOW + timedelta(seconds=5)))  # the same blob version, later
-    assert len(list_rows(store)) == 4
+        store.create(duplicate)
+    key = listing.row_key(job.created_at, job.job_id)
+    assert list_rows(store) == [("all", key), ("state-Failed", key)]  # the duplicate's rows went at once
+    # A crash before they went: the page skips them and the summary counts the job's first row.
+    JobList(store._list_client).announce(duplicate)
     assert page_ids(store) == [job.job_id]
-    assert page_ids(store, state=JobState.RECEIVED) == [job.job_id]
-    assert [listed.job_id for listed in store.recent(since=NOW - timedelta(hours=1), cap=10).jobs] == [job.job_id] * 2
+    assert page_ids(store, state=JobState.RECEIVED) == []
+    recent = store.recent(since=NOW - timedelta(hours=1), cap=10).jobs
+    assert [listed.job_id for listed in recent] == [job.job_id] * 2
+    summary = listing.summarize(recent, now=NOW + timedelta(minutes=1), scanned=2, truncated=False)
+    assert summary.by_state == {failed.state.value: 1}
 
 
 def test_recent_stops_at_its_cap(store: TableJobStore) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
-from shared.errors import ScoringUnavailable, WrongState
+from shared.errors import ScoringUnavailable, TransientError, WrongState
 from shared.events import cloudevent_json
 from shared.models import EventType, Job, JobState, RemoteStatus, Stage
 from shared.usecases import complete, intake, poll
 from shared.usecases.cancel import cancel_job
 from tests.eventschemas import assert_valid
-from tests.fakes import World, make_world, write_predictions
+from tests.fakes import SimulatedCrash, World, make_world, write_predictions
 
 CSV = b"carat,cut\n0.3,Ideal\n0.4,Good\n"
 NAME = "batch/day1.csv"
@@ -66,16 +64,18 @@ def test_a_repeated_cancel_answers_the_same_job_and_does_nothing_more() -> None:
     world = make_world()
     job = drop(world)
     first = cancel_job(world.deps, job.job_id)
+    assert first is not None
+    assert first.job.aml_status == "CancelRequested"  # Azure ML took it: the completion does not ask again
+    run_completions(world)
+    assert world.scoring.canceled == [job.aml_job_name]
     writes = world.store.writes
     again = cancel_job(world.deps, job.job_id)
-    assert first is not None
     assert again is not None
     assert (first.changed, again.changed) == (True, False)
     assert again.job == world.store.rows[job.job_id]
     assert world.store.writes == writes
     assert world.scoring.canceled == [job.aml_job_name]
-    assert world.queue.messages == [job.job_id]  # one completion
-    run_completions(world)
+    assert world.queue.messages == []
     after_done = cancel_job(world.deps, job.job_id)
     assert after_done is not None
     assert (after_done.changed, after_done.job.stage) == (False, Stage.DONE)
@@ -134,13 +134,42 @@ def test_a_cancel_azure_ml_refuses_still_cancels_the_job(caplog: pytest.LogCaptu
     def refuse(name: str) -> bool:
         raise ScoringUnavailable("HTTP 503 from the cancel", ambiguous=False)
 
+    asked = world.scoring.cancel
     world.scoring.cancel = refuse  # type: ignore[method-assign]
-    with caplog.at_level(logging.ERROR, logger="dropscore"):
-        outcome = cancel_job(world.deps, job.job_id)
-    assert outcome is not None
-    assert outcome.job.state is JobState.CANCELED
-    assert f"could not cancel Azure ML job {job.aml_job_name}: HTTP 503 from the cancel" in caplog.text
+    with pytest.raises(TransientError, match="call again"):
+        cancel_job(world.deps, job.job_id)  # a 503 for the operator: Canceled, but Azure ML was not told yet
+    stored = world.store.rows[job.job_id]
+    assert (stored.state, stored.stage) == (JobState.CANCELED, Stage.ENDED)
+    assert stored.aml_status != "CancelRequested"
     assert world.queue.messages == [job.job_id]
+    world.scoring.cancel = asked  # type: ignore[method-assign]
+    again = cancel_job(world.deps, job.job_id)  # the retry asks again
+    assert again is not None
+    assert again.changed is False
+    assert world.scoring.canceled == [job.aml_job_name]
+    assert world.store.rows[job.job_id].aml_status == "CancelRequested"
+
+
+def test_the_completion_asks_azure_ml_when_the_cancel_call_never_did(caplog: pytest.LogCaptureFixture) -> None:
+    """A crash (or an outage) right after the Canceled write: the poller finds the row, the completion asks."""
+    world = make_world()
+    job = drop(world)
+
+    def crash(name: str) -> bool:
+        raise SimulatedCrash("kill -9 before Azure ML answers")
+
+    world.scoring.cancel = crash  # type: ignore[method-assign]
+    with pytest.raises(SimulatedCrash):
+        cancel_job(world.deps, job.job_id)
+    del world.scoring.cancel  # the real fake again
+    assert world.store.summaries[job.job_id].state is JobState.CANCELED  # the tick reads the ledger row
+    world.clock.advance(minutes=5)  # past the grace the poller leaves a row written a moment ago
+    poll.poll(world.deps)
+    run_completions(world)
+    stored = world.store.rows[job.job_id]
+    assert (stored.state, stored.stage) == (JobState.CANCELED, Stage.DONE)
+    assert world.scoring.canceled == [job.aml_job_name]
+    assert world.blobs.names("failed") == [job.name]
 
 
 # ---- races with the poller and the trigger

@@ -59,11 +59,10 @@ def test_a_row_is_backed_only_by_its_job_at_its_moment_in_the_listed_state() -> 
     assert listing.listed_truly(job, key=key, state=JobState.FAILED)
     assert not listing.listed_truly(job, key=key, state=JobState.RECEIVED)  # the job left that state
     assert not listing.listed_truly(None, key=key, state=None)  # the ledger write never happened
-    duplicate = listing.row_key(job.created_at + timedelta(seconds=2), job.job_id)
+    duplicate = listing.row_key(job.created_at + timedelta(milliseconds=1), job.job_id)
     assert not listing.listed_truly(job, key=duplicate, state=None)  # a duplicate trigger's row
-    assert listing.listed_truly(
-        replace(job, created_at=job.created_at + timedelta(microseconds=900)), key=key, state=None
-    )
+    same_millisecond = replace(job, created_at=job.created_at + timedelta(microseconds=900))
+    assert listing.listed_truly(same_millisecond, key=key, state=None)
 
 
 def test_a_disagreeing_row_is_removable_only_once_no_write_can_still_land() -> None:
@@ -77,7 +76,7 @@ def test_a_disagreeing_row_is_removable_only_once_no_write_can_still_land() -> N
 
 def test_the_summary_counts_states_and_finishes_by_hour_once_per_job() -> None:
     jobs = [
-        ListedJob("a" * 40, JobState.COMPLETED, NOW - timedelta(hours=3), NOW - timedelta(hours=2, minutes=50)),
+        ListedJob("a" * 40, JobState.RECEIVED, NOW - timedelta(hours=2)),  # a duplicate trigger's younger leftover
         ListedJob("a" * 40, JobState.COMPLETED, NOW - timedelta(hours=3), NOW - timedelta(hours=2, minutes=50)),
         ListedJob("b" * 40, JobState.FAILED, NOW - timedelta(hours=1), NOW - timedelta(minutes=20)),
         ListedJob("c" * 40, JobState.RUNNING, NOW - timedelta(minutes=5)),

@@ -120,6 +120,29 @@ def test_two_redrives_at_once_start_one_run() -> None:
     assert len(world.scoring.posts) == 2  # the first run's and the one new run's
 
 
+def test_a_late_call_whose_racer_already_ran_takes_its_copy_back() -> None:
+    """Call B read the old row before call A linked its run; A's run was rejected and filed (the input container is
+    empty again) before B copied. B's copy would be a second run: it goes, and B answers A's run."""
+    world = make_world()
+    old = failed_job(world)
+    first: list[RedriveOutcome] = []
+
+    def racer_runs_to_the_end(container: str, name: str) -> None:
+        first.append(redrive(world, old.job_id))
+        trigger(world)
+        poll.poll(world.deps)
+        run_completions(world)
+        assert world.blobs.names("incoming") == []
+
+    world.blobs.before_copy = racer_runs_to_the_end
+    late = redrive(world, old.job_id)
+    (early,) = first
+    assert (late.job_id, late.started, early.started) == (early.job_id, False, True)
+    assert world.blobs.names("incoming") == []  # the late copy was taken back
+    assert world.store.rows[old.job_id].redriven_to == early.job_id
+    assert len(world.store.rows) == 2
+
+
 def test_a_lost_race_on_the_old_row_reloads_and_links_once() -> None:
     """Another writer (here the outbox recording a publish) changes the old row between the redrive's read and its
     link: the write loses (412), reloads and links."""
