@@ -5,7 +5,6 @@ container. The batch endpoint and the topic are fakes; tests/e2e runs the whole 
 
 from __future__ import annotations
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,7 +15,6 @@ from shared.adapters.blobs import AzureBlobStore
 from shared.adapters.queues import StorageCompletionQueue
 from shared.adapters.slots import TableSlots
 from shared.adapters.tables import TableJobStore
-from shared.config import Settings
 from shared.core.completion import MOVED_BY
 from shared.errors import BlobChanged, BlobExists
 from shared.models import JobState, RemoteStatus, Stage
@@ -26,6 +24,7 @@ from shared.usecases.deps import Deps
 from shared.usecases.redrive import redrive_job
 from shared.usecases.schema import ModelColumns
 from tests.fakes import FakeClock, FakeEventPublisher, FakeModelCatalog, FakeResources, FakeScoringEndpoint
+from tests.integration.azurite_settings import isolated_settings
 
 pytestmark = pytest.mark.integration
 
@@ -34,24 +33,7 @@ CSV = b"carat,cut\n0.3,Ideal\n0.4,Good\n"
 
 @pytest.fixture
 def deps(azurite: Azurite) -> Deps:
-    tag = uuid.uuid4().hex[:8]
-    settings = Settings.from_env(
-        {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "BATCH_ENDPOINT_URI": "http://127.0.0.1:9/jobs",
-            "EVENTGRID_TOPIC_ENDPOINT": "http://127.0.0.1:9/api/events",
-            "INPUT_CONTAINER": f"in-{tag}",
-            "OUTPUT_CONTAINER": f"out-{tag}",
-            "ARCHIVE_CONTAINER": f"done-{tag}",
-            "FAILED_CONTAINER": f"failed-{tag}",
-            "REJECTED_CONTAINER": f"rej-{tag}",
-            "AML_OUTPUT_CONTAINER": f"aml-{tag}",
-            "JOBS_TABLE": f"jobs{tag}",
-            "ACTIVE_JOBS_TABLE": f"active{tag}",
-            "COMPLETIONS_QUEUE": f"done-{tag}",
-            "REQUIRED_COLUMNS": "carat,cut",
-        }
-    )
+    settings = isolated_settings(azurite.connection_string)
     BlobServiceClient.from_connection_string(azurite.connection_string).create_container(settings.input_container)
     queue = StorageCompletionQueue.from_settings(settings)
     return Deps(

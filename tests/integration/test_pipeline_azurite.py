@@ -6,7 +6,6 @@ The batch endpoint and the topic are fakes here; tests/e2e runs the emulators to
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 from azure.data.tables import TableServiceClient
@@ -18,13 +17,13 @@ from shared.adapters.blobs import AzureBlobStore
 from shared.adapters.queues import StorageCompletionQueue
 from shared.adapters.slots import TableSlots
 from shared.adapters.tables import TableJobStore
-from shared.config import Settings
 from shared.core.naming import parse_completion_message
 from shared.models import EventType, InvokeRequest, JobState, RemoteStatus
 from shared.usecases import complete, intake, poll
 from shared.usecases.deps import Deps
 from shared.usecases.schema import ModelColumns
 from tests.fakes import FakeClock, FakeEventPublisher, FakeModelCatalog, FakeResources, FakeScoringEndpoint
+from tests.integration.azurite_settings import isolated_settings
 
 pytestmark = pytest.mark.integration
 
@@ -33,25 +32,7 @@ ROWS = 2500  # several download chunks and several output chunks
 
 @pytest.fixture
 def env(azurite: Azurite) -> dict[str, object]:
-    tag = uuid.uuid4().hex[:8]
-    settings = Settings.from_env(
-        {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "BATCH_ENDPOINT_URI": "http://127.0.0.1:9/jobs",
-            "EVENTGRID_TOPIC_ENDPOINT": "http://127.0.0.1:9/api/events",
-            "INPUT_CONTAINER": f"in-{tag}",
-            "OUTPUT_CONTAINER": f"out-{tag}",
-            "ARCHIVE_CONTAINER": f"done-{tag}",
-            "FAILED_CONTAINER": f"failed-{tag}",
-            "REJECTED_CONTAINER": f"rej-{tag}",
-            "AML_OUTPUT_CONTAINER": f"aml-{tag}",
-            "JOBS_TABLE": f"jobs{tag}",
-            "ACTIVE_JOBS_TABLE": f"active{tag}",
-            "JOB_LIST_TABLE": f"list{tag}",
-            "COMPLETIONS_QUEUE": f"done-{tag}",
-            "REQUIRED_COLUMNS": "carat,cut",
-        }
-    )
+    settings = isolated_settings(azurite.connection_string)
     blob_service = BlobServiceClient.from_connection_string(azurite.connection_string)
     queue = QueueClient.from_connection_string(
         azurite.connection_string,

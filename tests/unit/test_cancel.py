@@ -7,26 +7,16 @@ import pytest
 from shared.errors import ScoringUnavailable, TransientError, WrongState
 from shared.events import cloudevent_json
 from shared.models import EventType, Job, JobState, RemoteStatus, Stage
-from shared.usecases import complete, intake, poll
+from shared.usecases import intake, poll
 from shared.usecases.cancel import cancel_job
 from tests.eventschemas import assert_valid
 from tests.fakes import SimulatedCrash, World, make_world, write_predictions
-
-CSV = b"carat,cut\n0.3,Ideal\n0.4,Good\n"
-NAME = "batch/day1.csv"
+from tests.operatorsteps import CSV, NAME, run_completions, trigger
 
 
 def drop(world: World, name: str = NAME) -> Job:
     world.blobs.put("incoming", name, CSV)
-    url = world.blobs.url("incoming", name)
-    job = intake.accept_blob(world.deps, container="incoming", name=name, size=0, etag=None, url=url)
-    assert job is not None
-    return job
-
-
-def run_completions(world: World) -> None:
-    for job_id in world.queue.drain():
-        complete.complete(world.deps, job_id)
+    return trigger(world, name)
 
 
 def test_a_running_job_is_canceled_in_azure_ml_filed_and_announced() -> None:

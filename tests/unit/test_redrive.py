@@ -9,27 +9,12 @@ from shared.core.naming import job_key
 from shared.errors import Conflict, InputGone, InputNameTaken, JobActive, WrongState
 from shared.events import cloudevent_json
 from shared.models import EventType, Job, JobState, RemoteStatus, Stage
-from shared.usecases import complete, intake, poll
+from shared.usecases import poll
 from shared.usecases.cancel import cancel_job
 from shared.usecases.redrive import RedriveOutcome, redrive_job
 from tests.eventschemas import assert_valid
 from tests.fakes import World, make_world, write_predictions
-
-CSV = b"carat,cut\n0.3,Ideal\n0.4,Good\n"
-NAME = "batch/day1.csv"
-
-
-def trigger(world: World, name: str = NAME) -> Job:
-    """The blob trigger as the function app calls it: no ETag, so intake reads the version's properties."""
-    url = world.blobs.url("incoming", name)
-    job = intake.accept_blob(world.deps, container="incoming", name=name, size=0, etag=None, url=url)
-    assert job is not None
-    return job
-
-
-def run_completions(world: World) -> None:
-    for job_id in world.queue.drain():
-        complete.complete(world.deps, job_id)
+from tests.operatorsteps import CSV, NAME, run_completions, trigger
 
 
 def failed_job(world: World) -> Job:
