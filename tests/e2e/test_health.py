@@ -54,7 +54,7 @@ def test_the_doctor_prints_every_check_passing(stack: StackClient) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[-1] == "healthy"
-    assert sum(line.startswith("ok ") for line in lines) == 16
+    assert sum(line.startswith("ok ") for line in lines) == 17
     model = "model diamonds:1 requires carat, cut, color, clarity, depth, table, x, y, z"
     assert any(line.startswith("ok ") and line.endswith(model) for line in lines), done.stdout
     skipped = [line.split()[1:4] for line in lines if line.startswith("skip")]

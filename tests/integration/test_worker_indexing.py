@@ -94,5 +94,8 @@ def test_the_python_313_worker_indexes_every_function(tmp_path: Path) -> None:
         "get_job": ["httpTrigger", "http"],
         "list_jobs": ["httpTrigger", "http"],
         "job_summary": ["httpTrigger", "http"],
+        "dashboard": ["httpTrigger", "http"],
+        "redrive_job": ["httpTrigger", "http"],
+        "cancel_job": ["httpTrigger", "http"],
         "health": ["httpTrigger", "http"],
     }
