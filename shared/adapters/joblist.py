@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.adapters.activerows import utc
@@ -53,38 +53,40 @@ class JobList:
 
     def announce(self, job: Job) -> None:
         """Before the ledger write that puts `job` in its state (or creates it): its row in that state's
-        partition, and, for a new job, its row in `all`."""
+        partition, and, for a new job, its row in `all`. Nothing when the write keeps the state."""
+        if not listing.moved_states(job.stored_state, job.state):
+            return
         key = listing.row_key(job.created_at, job.job_id)
         partition = listing.state_partition(job.state)
         self._table.upsert_entity({"PartitionKey": partition, "RowKey": key, "name": job.name}, mode=UpdateMode.REPLACE)
         if job.stored_state is None:
             self._table.upsert_entity(self._all_row(job, key), mode=UpdateMode.MERGE)
 
-    def settle(self, job: Job, *, left: JobState | None) -> None:
-        """After the ledger write: the `all` row says the new state; the partition of the state it left loses
-        its row."""
-        key = listing.row_key(job.created_at, job.job_id)
-        self._table.upsert_entity(self._all_row(job, key), mode=UpdateMode.MERGE)
-        if left is not None and left != job.state:
-            with contextlib.suppress(ResourceNotFoundError):
-                self._table.delete_entity(listing.state_partition(left), key)
+    def settle(self, written: Job, saved: Job) -> None:
+        """After the ledger write of `written` (stored as `saved`): the `all` row says the new state, the partition
+        of the state it left loses its row. Closing rewrites the `all` row once more: a crash after an earlier
+        write left it saying an older state. Best effort: the ledger write stands, readers skip what is left."""
+        left = written.stored_state
+        if not listing.moved_states(left, saved.state) and saved.stage is not Stage.DONE:
+            return
+        key = listing.row_key(saved.created_at, saved.job_id)
+        try:
+            self._table.upsert_entity(self._all_row(saved, key), mode=UpdateMode.MERGE)
+            if left is not None and left != saved.state:
+                with contextlib.suppress(ResourceNotFoundError):
+                    self._table.delete_entity(listing.state_partition(left), key)
+        except AzureError as exc:
+            log.warning("job %s: the job list was not brought up to date: %s", saved.job_id, type(exc).__name__)
 
-    def withdraw(self, job: Job) -> None:
-        """A creation that found the job already there (a duplicate trigger, received at another moment): the rows
-        `announce` wrote for it go (the job's own rows have another key)."""
+    def withdraw(self, job: Job, *, stored_created: datetime | None) -> None:
+        """A creation that found the job already there: when it was a duplicate trigger (received at another
+        moment than the stored job), the rows `announce` wrote for it go; the job's own rows have another key."""
         key = listing.row_key(job.created_at, job.job_id)
+        if stored_created is None or listing.row_key(stored_created, job.job_id) == key:
+            return
         for partition in (listing.state_partition(job.state), listing.ALL_PARTITION):
             with contextlib.suppress(ResourceNotFoundError):
                 self._table.delete_entity(partition, key)
-
-    @staticmethod
-    def needs_announce(job: Job) -> bool:
-        return listing.moved_states(job.stored_state, job.state)
-
-    @staticmethod
-    def needs_settle(job: Job) -> bool:
-        # Closing rewrites the `all` row once more: a crash after an earlier write left it saying an older state.
-        return listing.moved_states(job.stored_state, job.state) or job.stage is Stage.DONE
 
     @staticmethod
     def _all_row(job: Job, key: str) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
-    AzureError,
     HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
@@ -52,7 +51,6 @@ from shared.adapters.joblist import READ_CONCURRENCY, JobList
 from shared.adapters.rest import pooled_session
 from shared.adapters.storage_errors import storage_errors_translated
 from shared.config import Settings
-from shared.core import listing
 from shared.core.completion import final_event_type
 from shared.core.naming import HEALTH_PROBE_PREFIX
 from shared.errors import BlobChanged, BlobMissing, JobExists, ResourceMissing, StaleJob
@@ -135,18 +133,10 @@ class TableJobStore:
         try:
             metadata = self._jobs.create_entity(to_entity(job))
         except ResourceExistsError:
-            self._withdraw_duplicate(job)
+            stored = self._read(job.job_id, job.job_id)  # a duplicate trigger's list rows go at once
+            self._list.withdraw(job, stored_created=utc(stored.get("createdAt")) if stored is not None else None)
             raise JobExists(f"job {job.job_id} already exists") from None
         return _with_version(job, metadata)
-
-    def _withdraw_duplicate(self, job: Job) -> None:
-        """A duplicate trigger's list rows (received at another moment than the stored job) go at once; a crash
-        first leaves them to the readers, which skip them."""
-        stored = self._read(job.job_id, job.job_id)
-        ours = listing.row_key(job.created_at, job.job_id)
-        created = utc(stored.get("createdAt")) if stored is not None else None
-        if created is not None and listing.row_key(created, job.job_id) != ours:
-            self._list.withdraw(job)
 
     @storage_errors_translated
     def get(self, job_id: str) -> Job | None:
@@ -165,14 +155,9 @@ class TableJobStore:
     def update(self, job: Job) -> Job:
         if job.version is None:
             raise ValueError("update needs the version the job was read at")
-        if JobList.needs_announce(job):
-            self._list.announce(job)  # first: a crash or a lost race leaves a list row too many, never one too few
+        self._list.announce(job)  # first: a crash or a lost race leaves a list row too many, never one too few
         saved = self._write_at_version(job)
-        if JobList.needs_settle(job):
-            try:
-                self._list.settle(saved, left=job.stored_state)
-            except AzureError as exc:  # the ledger write stands; readers skip the row it left behind
-                log.warning("job %s: the job list was not brought up to date: %s", job.job_id, type(exc).__name__)
+        self._list.settle(job, saved)
         return saved
 
     def _write_at_version(self, job: Job) -> Job:
