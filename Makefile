@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: help install chromium test unit lint format typecheck check-infra demo up down status doctor chaos bench clean
+.PHONY: help install chromium test unit lint format typecheck check-infra demo demo-drift up down status doctor chaos bench clean
 
 help:
 	@echo "make demo   - run a CSV end to end on the local stack (Azurite + emulators + dev host)"
+	@echo "make demo-drift - the demo, then a file from a shifted population: drift verdict and DropScore.DriftDetected"
 	@echo "make test   - lint, type-check, check import layers and run every test (unit, functions, integration, e2e)"
 	@echo "make check-infra - the Bicep templates in infra/, offline: checkov, parser and consistency tests"
 	@echo "make up / down / status - the local stack"
@@ -50,12 +51,16 @@ chromium:
 
 install: $(STAMP) node_modules/.package-lock.json chromium
 
+# actionlint checks .github/workflows (tests/unit/test_workflows.py runs it the same way). Every `run:` script goes
+# through the venv's shellcheck, whatever is on PATH (so the result is the same everywhere); pyflakes is off (no
+# `shell: python` step).
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_import_rules.py
+	$(VENV)/bin/actionlint -shellcheck=$(VENV)/bin/shellcheck -pyflakes=
 
 format: $(STAMP)
 	$(PY) -m ruff format .
@@ -75,6 +80,9 @@ test: install lint check-infra
 
 demo: install
 	$(PY) -m localdev demo
+
+demo-drift: install
+	$(PY) -m localdev demo --drift
 
 up: install
 	$(PY) -m localdev up

@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run localdev/demo/diamonds.csv end to end on a fresh stack")
     demo.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="the demo stack goes in DIR/demo-<timestamp>")
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the job")
+    demo.add_argument(
+        "--drift",
+        action="store_true",
+        help="then drop localdev/demo/diamonds-shifted.csv: a drift verdict and its DropScore.DriftDetected event",
+    )
 
     from localdev.chaos.cli import add_chaos_parser
 
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_chaos(args)
     from localdev.stack_demo import run_demo
 
-    return run_demo(args.dir.resolve(), timeout=args.timeout)
+    return run_demo(args.dir.resolve(), timeout=args.timeout, drift=args.drift)
 
 
 if __name__ == "__main__":

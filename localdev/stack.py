@@ -56,6 +56,7 @@ from localdev.stack_parts import (
     start_batch_endpoint_part,
     start_eventgrid_part,
     start_functions_host_part,
+    upload_demo_reference,
     write_private,
 )
 from localdev.stack_procs import processes_mentioning, stop_group
@@ -218,11 +219,14 @@ def _start_parts(paths: StackPaths, options: StackOptions, started: list[Part], 
         events=aml_events,
         port=batch_port,
     )
+    reference = upload_demo_reference(paths, options, connection)
     eventgrid_key = random_key()
     say("starting the Event Grid emulator ...")
     topic_endpoint = start_eventgrid_part(paths, options, eventgrid_key, track, port=eventgrid_port)
 
-    app_env = _app_settings(options, settings, connection=connection, scoring_uri=scoring_uri, token=token)
+    app_env = _app_settings(
+        options, settings, connection=connection, scoring_uri=scoring_uri, token=token, reference=reference
+    )
     app_env |= {"EVENTGRID_TOPIC_ENDPOINT": topic_endpoint, "EVENTGRID_TOPIC_KEY": eventgrid_key}
     # Core Tools users run `func start` with this file instead of the dev host.
     write_private(paths.local_settings, json.dumps({"IsEncrypted": False, "Values": app_env}, indent=2) + "\n")
@@ -243,6 +247,7 @@ def _start_parts(paths: StackPaths, options: StackOptions, started: list[Part], 
         "FUNCTIONS_URL": functions_url,
         "FUNCTIONS_KEYS_FILE": str(paths.keys_file),
         "LOGS_DIR": str(paths.logs),
+        "DRIFT_REFERENCE": app_env.get("DRIFT_REFERENCE", ""),
     }
     if aml_events is not None:
         env |= {ENDPOINT_ENV: aml_events.endpoint, KEY_ENV: aml_events.key, LOG_ENV: str(paths.aml_events_log)}
@@ -251,7 +256,13 @@ def _start_parts(paths: StackPaths, options: StackOptions, started: list[Part], 
 
 
 def _app_settings(
-    options: StackOptions, settings: dict[str, str], *, connection: str, scoring_uri: str, token: str
+    options: StackOptions,
+    settings: dict[str, str],
+    *,
+    connection: str,
+    scoring_uri: str,
+    token: str,
+    reference: str | None,
 ) -> dict[str, str]:
     """The app's settings on this stack: local.settings.sample.json, `--set`, and the stack's own endpoints."""
     app_env = {
@@ -271,6 +282,10 @@ def _app_settings(
         "REQUIRED_COLUMNS": options.app_settings.get("REQUIRED_COLUMNS", "auto"),
         "POLL_SCHEDULE": options.app_settings.get("POLL_SCHEDULE", DEFAULT_POLL_SCHEDULE),
     }
+    if reference is None and "DRIFT_REFERENCE" not in options.app_settings:
+        # Another model than the demo's (`--model-dir`): the demo's reference does not describe it, so no drift
+        # work unless `--set DRIFT_REFERENCE=container/path` names one.
+        app_env["DRIFT_REFERENCE"] = ""
     if options.aml_events:
         # Run events end jobs (aml_run_events); the poller asks Azure ML only every AML_EVENTS_BACKSTOP_SECONDS.
         app_env["AML_RUN_EVENTS"] = options.app_settings.get("AML_RUN_EVENTS", "on")
@@ -304,6 +319,13 @@ def summary(stack: Stack) -> str:
             f"{env['FUNCTIONS_URL']}/api/dashboard?code={function_key(paths)}"
             if _has_host(stack)
             else f"{env['FUNCTIONS_URL']}/api/dashboard?code=<function key> (once `func start` runs)"
+        ),
+        "drift:         "
+        + (
+            f"scored files compared with {env['DRIFT_REFERENCE']} (DRIFT_REFERENCE): <input>.drift.json beside"
+            " the predictions"
+            if env.get("DRIFT_REFERENCE")
+            else "off (DRIFT_REFERENCE is empty: no reference for this model)"
         ),
         f"func start:    cp {_short(paths.local_settings)} . (the app's settings for Azure Functions Core Tools)",
         f"health check:  .venv/bin/python -m shared.doctor --settings {_short(paths.local_settings)}",

@@ -23,6 +23,9 @@ SAMPLE_SETTINGS = REPO_ROOT / "local.settings.sample.json"
 DEPLOYMENT = "diamonds"
 OUTPUT_DATASTORE = "dropscore_outputs"
 HOST_ID = "dropscore-local"
+#: Where `up` puts the demo model's drift reference (localdev/demo/model.py builds it with the model); the
+#: sample settings' DRIFT_REFERENCE names it.
+DEMO_REFERENCE = "references/diamonds.json"
 # The containers the app reads or writes; created up front so a first upload has somewhere to go.
 CONTAINER_SETTINGS = (
     "INPUT_CONTAINER",
@@ -202,14 +205,20 @@ def create_storage(connection: str, settings: dict[str, str]) -> None:
     from azure.storage.queue import QueueServiceClient
 
     blobs = BlobServiceClient.from_connection_string(connection)
-    for key in CONTAINER_SETTINGS:
+    # The drift reference's container too (the app only reads it; `up` uploads the demo model's reference).
+    reference_containers = {path.split("/", 1)[0] for path in (settings.get("DRIFT_REFERENCE", ""), DEMO_REFERENCE)}
+    for name in [*(settings[key] for key in CONTAINER_SETTINGS), *sorted(reference_containers - {""})]:
         with contextlib.suppress(ResourceExistsError):
-            blobs.create_container(settings[key])
+            blobs.create_container(name)
     tables = TableServiceClient.from_connection_string(connection)
     for key in ("JOBS_TABLE", "ACTIVE_JOBS_TABLE", "JOB_LIST_TABLE"):
         tables.create_table_if_not_exists(settings[key])
     with contextlib.suppress(ResourceExistsError):
         QueueServiceClient.from_connection_string(connection).create_queue(settings["COMPLETIONS_QUEUE"])
+
+
+def _models_dir(paths: StackPaths, options: StackOptions) -> Path:
+    return options.models_dir or paths.root / "models"
 
 
 def _deployment_dir(paths: StackPaths, options: StackOptions) -> Path:
@@ -219,8 +228,25 @@ def _deployment_dir(paths: StackPaths, options: StackOptions) -> Path:
 
     # MLflow warns about cloudpickle on every save; localdev/demo/model.py documents that choice.
     logging.getLogger("mlflow").setLevel(logging.ERROR)
-    mlflow_dir, _ = build(options.models_dir or paths.root / "models")
+    mlflow_dir, _ = build(_models_dir(paths, options))
     return mlflow_dir
+
+
+def upload_demo_reference(paths: StackPaths, options: StackOptions, connection: str) -> str | None:
+    """The demo model's drift reference (built with the model, from its training data) uploaded to
+    DEMO_REFERENCE; None when the stack serves another model (`--model-dir`), which it does not describe."""
+    if options.model_dir is not None:
+        return None
+    from azure.storage.blob import BlobServiceClient
+
+    from localdev.demo.model import REFERENCE_FILE, build
+
+    models = _models_dir(paths, options)
+    build(models)  # a no-op when the emulator's start built it (it always has by now)
+    container, name = DEMO_REFERENCE.split("/", 1)
+    blob = BlobServiceClient.from_connection_string(connection).get_blob_client(container, name)
+    blob.upload_blob((models / REFERENCE_FILE).read_bytes(), overwrite=True)
+    return DEMO_REFERENCE
 
 
 @dataclass(frozen=True)

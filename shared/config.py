@@ -87,6 +87,13 @@ class Settings:
     required_columns_refresh_seconds: int
     max_input_bytes: int
     csv_delimiter: str
+    #: DRIFT_REFERENCE: `container/path` of the model's reference profile ("" = no drift work); routes may override.
+    drift_reference: str
+    #: DRIFT_PSI_THRESHOLD / DRIFT_SHARE_THRESHOLD: a feature drifts at this PSI; a file when this share of them do.
+    drift_psi_threshold: float
+    drift_share_threshold: float
+    #: DRIFT_SAMPLE_MB: files up to this size are profiled whole, bigger ones on an even sample of blocks this big.
+    drift_sample_mb: int
     eventgrid_topic_endpoint: str
     eventgrid_topic_key: str | None = field(repr=False)
     event_schema: str
@@ -157,6 +164,10 @@ class Settings:
             ),
             max_input_bytes=reader.get("MAX_INPUT_BYTES", str(1024**3), values.bounded_int(1, 5 * 1024**4)),
             csv_delimiter=reader.get("CSV_DELIMITER", ",", values.delimiter),
+            drift_reference=reader.get("DRIFT_REFERENCE", "", values.blob_path),
+            drift_psi_threshold=reader.get("DRIFT_PSI_THRESHOLD", "0.2", values.bounded_float(0.001, 100)),
+            drift_share_threshold=reader.get("DRIFT_SHARE_THRESHOLD", "0.5", values.bounded_float(0.01, 1)),
+            drift_sample_mb=reader.get("DRIFT_SAMPLE_MB", "8", values.bounded_int(1, 1024)),
             eventgrid_topic_endpoint=reader.require("EVENTGRID_TOPIC_ENDPOINT", values.http_url),
             eventgrid_topic_key=reader.optional("EVENTGRID_TOPIC_KEY"),
             event_schema=reader.get("EVENT_SCHEMA", "cloudevents", values.choice("cloudevents", "eventgrid")),
@@ -266,6 +277,7 @@ def _default_route(settings: Settings) -> Route:
         shard_part_mb=settings.shard_part_mb,
         max_jobs_in_flight=settings.max_jobs_in_flight,
         endpoint_name=settings.batch_endpoint_name,
+        drift_reference=settings.drift_reference,
     )
 
 

@@ -129,6 +129,13 @@ class ModelSchemaUnavailable(PermanentError):
     code = "ModelSchemaUnavailable"
 
 
+class ReferenceInvalid(PermanentError):
+    """A drift reference profile that cannot be used (not JSON, not a profile, bins that make no sense). The job
+    still completes: its drift report says why nothing was compared."""
+
+    code = "ReferenceInvalid"
+
+
 class BlobExists(PermanentError):
     """A write that must not replace anything (If-None-Match: *) found a blob at the name."""
 

@@ -1,11 +1,12 @@
 """The outgoing event contract (CloudEvents 1.0), built from ledger rows. Pure: no I/O.
 
-Every event of a job carries the same `data` shape; `output` is present on JobCompleted,
-`error` on JobFailed and InputRejected. Schemas: docs/events/<type>.schema.json.
+Every event of a job carries the same `data` shape; `output` and `drift` are present on JobCompleted
+and DriftDetected, `error` on JobFailed and InputRejected. Schemas: docs/events/<type>.schema.json.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,8 @@ from shared.core.naming import blob_subject, event_id
 from shared.models import EventType, Job, JobState
 
 DATA_VERSION = "1.0"
+#: The events that announce the delivered predictions: both carry `output`, `input.rows`, `aml` and `drift`.
+_DELIVERY_EVENTS = frozenset({EventType.JOB_COMPLETED, EventType.DRIFT_DETECTED})
 _SAS_MARKERS = ("sig=", "se=", "sv=")
 
 
@@ -62,7 +65,7 @@ def event_data(job: Job, event_type: EventType) -> dict[str, Any]:
         data["previousJobId"] = job.previous_job_id
     if job.parts:
         data["input"]["parts"] = job.parts
-    if job.aml_job_name or event_type in {EventType.JOB_SUBMITTED, EventType.JOB_COMPLETED}:
+    if job.aml_job_name or event_type in {EventType.JOB_SUBMITTED, *_DELIVERY_EVENTS}:
         data["aml"] = {
             "endpoint": strip_query(job.endpoint),
             "deployment": job.deployment or None,
@@ -70,7 +73,7 @@ def event_data(job: Job, event_type: EventType) -> dict[str, Any]:
             "studioUrl": job.studio_url or None,
             "status": job.aml_status or None,
         }
-    if event_type == EventType.JOB_COMPLETED:
+    if event_type in _DELIVERY_EVENTS:
         data["output"] = {
             "url": strip_query(job.predictions_url),
             "container": job.predictions_container,
@@ -79,6 +82,8 @@ def event_data(job: Job, event_type: EventType) -> dict[str, Any]:
             "rowsMissing": job.rows_missing or 0,
         }
         data["input"]["rows"] = job.rows_in or 0
+        # The summary (no URL in it: the report is named by container and name); null without a reference.
+        data["drift"] = drift_summary(job)
     if event_type in {EventType.JOB_FAILED, EventType.INPUT_REJECTED}:
         data["error"] = {"code": job.error_code or "Unknown", "message": job.error_message}
     if job.archive_container:
@@ -86,6 +91,11 @@ def event_data(job: Job, event_type: EventType) -> dict[str, Any]:
     elif job.input_not_moved:
         data["input"]["notMoved"] = job.input_not_moved
     return data
+
+
+def drift_summary(job: Job) -> dict[str, Any] | None:
+    """The drift summary the ledger row keeps (`Job.drift`), parsed; None when the job has none."""
+    return json.loads(job.drift) if job.drift else None
 
 
 def _timings(job: Job) -> dict[str, str]:

@@ -88,6 +88,8 @@ class EventType(StrEnum):
     JOB_COMPLETED = "DropScore.JobCompleted"
     JOB_FAILED = "DropScore.JobFailed"
     INPUT_REJECTED = "DropScore.InputRejected"
+    #: Queued with JobCompleted (before it) when the scored file drifted from its route's reference profile.
+    DRIFT_DETECTED = "DropScore.DriftDetected"
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,9 @@ class Job:
     previous_job_id: str = ""
     #: The run that redrove this job ("" until an operator redrives it): set once, never changed after.
     redriven_to: str = ""
+    #: The drift summary (`data.drift` of JobCompleted and DriftDetected) as compact JSON; "" when the job's route
+    #: has no drift reference (or the job has not completed).
+    drift: str = ""
     #: The ledger row's ETag when it was read; None for a row not yet stored.
     version: str | None = field(default=None, compare=False)
     #: The state the stored row has (None: not stored yet): a write that changes it moves the job's list rows.

@@ -7,10 +7,10 @@ Options are keyword-only, so a call says what each one is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.events import OutEvent
 from shared.models import (
@@ -194,3 +194,11 @@ class ModelCatalog(Protocol):
         a registry model), ResourceMissing, ScoringAuthError / StorageAuthError when we may not read it,
         ScoringUnavailable / TransientError when Azure cannot answer now.
         """
+
+
+class DriftMetrics(Protocol):
+    """A job's drift scores as metrics (OpenTelemetry: Application Insights' customMetrics when it is configured)."""
+
+    def record(self, summary: Mapping[str, Any], *, job_id: str, route: str) -> None:
+        """Send the scores of one drift summary (`data.drift`'s shape). Never raises: metrics are best effort,
+        a job never fails for them."""

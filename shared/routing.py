@@ -6,15 +6,16 @@ ROUTES is JSON text, a list of at most 50 routes (camelCase keys; shared/routes.
       "endpointUri": "https://diamonds-ep.westeurope.inference.ml.azure.com/jobs",
       "endpointName": "diamonds-ep", "deployment": "blue",
       "requiredColumns": "auto" | "carat,cut" | ["carat", "cut"],
-      "shardThresholdMb": 256, "shardPartMb": 32, "maxJobsInFlight": 20}]
+      "shardThresholdMb": 256, "shardPartMb": 32, "maxJobsInFlight": 20,
+      "driftReference": "references/diamonds.json" | ""}]
 
 Only name, prefix and endpointUri are required. Omitted options inherit the default route's (today's settings:
-REQUIRED_COLUMNS, SHARD_THRESHOLD_MB, SHARD_PART_MB, MAX_JOBS_IN_FLIGHT), except `deployment`: omitted (or null)
-means the route's endpoint's default deployment, because BATCH_DEPLOYMENT names a deployment of another endpoint.
-`endpointName` (for the ARM reads of requiredColumns "auto", and cancel) is read from an Azure scoring URI's host
-when omitted. An input blob takes the route with the longest prefix its name starts with (case-sensitive, like
-blob names), so nested prefixes ("a/" and "a/b/") are fine; a name under no prefix takes the default route, which
-is built from BATCH_ENDPOINT_URI and friends, so an app without ROUTES behaves as before.
+REQUIRED_COLUMNS, SHARD_THRESHOLD_MB, SHARD_PART_MB, MAX_JOBS_IN_FLIGHT, DRIFT_REFERENCE), except `deployment`:
+omitted (or null) means the route's endpoint's default deployment, because BATCH_DEPLOYMENT names a deployment of
+another endpoint. `endpointName` (for the ARM reads of requiredColumns "auto", and cancel) is read from an Azure
+scoring URI's host when omitted. An input blob takes the route with the longest prefix its name starts with
+(case-sensitive, like blob names), so nested prefixes ("a/" and "a/b/") are fine; a name under no prefix takes the
+default route, which is built from BATCH_ENDPOINT_URI and friends, so an app without ROUTES behaves as before.
 
 Pure: `parse_routes` reads nothing but the packaged schema, and imports jsonschema only when ROUTES is set.
 """
@@ -49,6 +50,7 @@ class Route:
     shard_part_mb: int
     max_jobs_in_flight: int
     endpoint_name: str | None  # for ARM (auto columns, cancel): given, or read from an Azure scoring URI's host
+    drift_reference: str = ""  # `container/path` of the reference profile ("": no drift report)
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,21 @@ def _route(
         shard_part_mb=int(item.get("shardPartMb", default.shard_part_mb)),
         max_jobs_in_flight=int(item.get("maxJobsInFlight", default.max_jobs_in_flight)),
         endpoint_name=endpoint_name,
+        drift_reference=_drift_reference(f"{where}.driftReference", item, default=default, problems=problems),
     )
     return route, claim
+
+
+def _drift_reference(where: str, item: Mapping[str, Any], *, default: Route, problems: list[str]) -> str:
+    """The route's reference profile: its own (`""`: none for this route), else DRIFT_REFERENCE's."""
+    raw = item.get("driftReference")
+    if not isinstance(raw, str):
+        return default.drift_reference
+    try:
+        return values.blob_path(raw.strip())
+    except values.Invalid as exc:
+        problems.append(f"{where}: {exc.template.format(value=shown_value(KEY, exc.value))}")
+        return ""
 
 
 def _prefix(where: str, raw: object, problems: list[str]) -> str | None:

@@ -50,6 +50,7 @@ def build_deps(settings: Settings) -> Deps:
     from shared.adapters.azureml import AzureMLBatchEndpoint
     from shared.adapters.blobs import AzureBlobStore
     from shared.adapters.eventgrid import EventGridPublisher
+    from shared.adapters.metrics import OtelDriftMetrics
     from shared.adapters.queues import StorageCompletionQueue
     from shared.adapters.slots import TableSlots
     from shared.adapters.tables import TableJobStore
@@ -80,4 +81,5 @@ def build_deps(settings: Settings) -> Deps:
         model_columns=ModelColumns(settings, model_catalog, utc_now),
         slots=TableSlots.from_settings(settings),
         scorers=scorer,
+        metrics=OtelDriftMetrics.from_settings(settings),
     )

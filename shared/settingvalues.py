@@ -56,6 +56,16 @@ def datastore(value: str) -> str:
     return value
 
 
+def blob_path(value: str) -> str:
+    """`container/path/to/blob` in the app's storage account: "" (off), or a valid container and a blob name."""
+    if not value:
+        return ""
+    container_name, _, name = value.strip("/").partition("/")
+    if not _CONTAINER_RE.match(container_name) or not name or any(part in {"", ".", ".."} for part in name.split("/")):
+        raise Invalid(value, "{value} is not container/path/to/blob (a container name, then the blob's path)")
+    return f"{container_name}/{name}"
+
+
 def path_prefix(value: str) -> str:
     value = value.strip("/")
     if not value or any(part in {"", ".", ".."} for part in value.split("/")):

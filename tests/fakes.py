@@ -8,9 +8,10 @@ that records every POST and answers from a script.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from shared.config import Settings
 from shared.core import listing
@@ -406,6 +407,16 @@ class FakeCompletionQueue:
         return messages
 
 
+class FakeDriftMetrics:
+    """DriftMetrics: each call recorded as (summary, job_id, route)."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[dict[str, Any], str, str]] = []
+
+    def record(self, summary: Mapping[str, Any], *, job_id: str, route: str) -> None:
+        self.recorded.append((dict(summary), job_id, route))
+
+
 class FakeResources:
     """ARM: the resource ids that exist; any other id is missing."""
 
@@ -458,6 +469,7 @@ class World:
     resources: FakeResources = field(default_factory=FakeResources)
     catalog: FakeModelCatalog = field(default_factory=FakeModelCatalog)
     slots: FakeSlots = field(default_factory=FakeSlots)
+    metrics: FakeDriftMetrics = field(default_factory=FakeDriftMetrics)
     #: Fakes of other ROUTES endpoints, by scoring URI (`scoring` is the default route's).
     endpoints: dict[str, FakeScoringEndpoint] = field(default_factory=dict)
     #: One per world, as one per worker process in the app: it caches what the catalog said.
@@ -480,6 +492,7 @@ class World:
             model_columns=self.model_columns,
             slots=self.slots,
             scorers=self._scorer,
+            metrics=self.metrics,
         )
 
     def _scorer(self, endpoint: str) -> FakeScoringEndpoint:

@@ -1,4 +1,4 @@
-"""Write docs/events/examples/<type>.json from the real event builder (shared/events.py).
+"""Write docs/events/examples/<type>.json (and <type>.<variant>.json) from the real event builder (shared/events.py).
 
 Run `python docs/events/make_examples.py` after changing the contract; the tests fail when the
 examples are stale (`--check`) or do not validate against their schema.
@@ -15,7 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from shared.core.naming import job_key  # noqa: E402
+from shared.core.completion import drift_column  # noqa: E402
+from shared.core.naming import drift_report_name, job_key  # noqa: E402
 from shared.events import build_event, cloudevent_json  # noqa: E402
 from shared.models import EventType, Job, JobState  # noqa: E402
 
@@ -49,7 +50,31 @@ def _base() -> Job:
     )
 
 
-def example_jobs() -> dict[EventType, Job]:
+def _drift_summary(name: str, *, drifted: bool) -> dict[str, object]:
+    """A summary as `shared.drift.compare.DriftReport.summary` makes it, with the report the use case wrote."""
+    if drifted:
+        top = [("carat", 0.612, 0.377), ("color", 0.341, 0.284), ("clarity", 0.208, 0.219)]
+        features = ["carat", "color", "clarity", "x", "y"]
+        prediction = {"psi": 0.473, "jsDistance": 0.331, "drifted": True}
+    else:
+        top = [("depth", 0.041, 0.098), ("carat", 0.027, 0.081), ("cut", 0.012, 0.054)]
+        features = []
+        prediction = {"psi": 0.019, "jsDistance": 0.068, "drifted": False}
+    return {
+        "verdict": "drift" if drifted else "no_drift",
+        "reason": None,
+        "driftedFeatures": features,
+        "driftedShare": round(len(features) / 9, 4),
+        "threshold": {"psi": 0.2, "share": 0.5},
+        "rowsProfiled": 500,
+        "top": [{"feature": feature, "psi": psi, "jsDistance": js} for feature, psi, js in top],
+        "prediction": prediction,
+        "report": {"container": "predictions", "name": drift_report_name(name)},
+    }
+
+
+def example_jobs() -> dict[str, tuple[EventType, Job]]:
+    """Each example's file name stem (its event type, or `<type>.<variant>`) -> the type and the ledger row."""
     submitted = _base()
     finished = START + timedelta(minutes=7, seconds=41)
     completed = replace(
@@ -65,7 +90,9 @@ def example_jobs() -> dict[EventType, Job]:
         rows_in=500,
         rows_out=500,
         rows_missing=0,
+        drift=drift_column(_drift_summary(submitted.name, drifted=False)),
     )
+    drifted = replace(completed, drift=drift_column(_drift_summary(submitted.name, drifted=True)))
     failed = replace(
         submitted,
         state=JobState.FAILED,
@@ -92,26 +119,34 @@ def example_jobs() -> dict[EventType, Job]:
         error_message="missing required columns: clarity (REQUIRED_COLUMNS); the header has: carat, cut, color",
     )
     return {
-        EventType.JOB_SUBMITTED: submitted,
-        EventType.JOB_COMPLETED: completed,
-        EventType.JOB_FAILED: failed,
-        EventType.INPUT_REJECTED: rejected,
+        EventType.JOB_SUBMITTED.value: (EventType.JOB_SUBMITTED, submitted),
+        # The file's features were like the reference's (no reference at all: "drift": null).
+        EventType.JOB_COMPLETED.value: (EventType.JOB_COMPLETED, completed),
+        # They drifted: DriftDetected, then JobCompleted with the same summary.
+        f"{EventType.JOB_COMPLETED.value}.drift": (EventType.JOB_COMPLETED, drifted),
+        EventType.DRIFT_DETECTED.value: (EventType.DRIFT_DETECTED, drifted),
+        EventType.JOB_FAILED.value: (EventType.JOB_FAILED, failed),
+        EventType.INPUT_REJECTED.value: (EventType.INPUT_REJECTED, rejected),
     }
 
 
 def render() -> dict[str, str]:
     files = {}
-    for event_type, job in example_jobs().items():
+    for stem, (event_type, job) in example_jobs().items():
         moment = job.finished_at or job.updated_at
         event = cloudevent_json(build_event(job, event_type, SOURCE, moment))
-        files[f"{event_type.value}.json"] = json.dumps(event, indent=2) + "\n"
+        files[f"{stem}.json"] = json.dumps(event, indent=2) + "\n"
     return files
+
+
+def _written(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
 
 
 def main(argv: list[str]) -> int:
     files = render()
     if "--check" in argv:
-        stale = [name for name, text in files.items() if (EXAMPLES / name).read_text() != text]
+        stale = [name for name, text in files.items() if _written(EXAMPLES / name) != text]
         if stale:
             print(f"stale examples (run python docs/events/make_examples.py): {', '.join(stale)}")
             return 1

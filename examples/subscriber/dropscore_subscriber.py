@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 import os
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +24,15 @@ CONNECTION_SETTING = "PREDICTIONS_STORAGE_CONNECTION"
 COLUMN_SETTING = "PREDICTION_COLUMN"
 PREDICTION_COLUMNS = ("prediction", "predictions", "score", "predicted")
 
+# Where to start a retraining pipeline when a scored file drifted (DropScore.DriftDetected): a URL that takes a
+# JSON POST, e.g. an Azure ML pipeline endpoint behind a Logic App, a GitHub repository_dispatch relay or any
+# webhook of yours. Unset: the subscriber only logs what drifted.
+RETRAIN_SETTING = "RETRAIN_WEBHOOK_URL"
+RETRAIN_TIMEOUT_SECONDS = 10  # Event Grid waits 30 s for an answer
+
 ReadBlob = Callable[[Mapping[str, Any]], str]
+# (url, JSON body, headers) -> the HTTP status; raises when the request fails.
+PostJson = Callable[[str, Mapping[str, Any], Mapping[str, str]], int]
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,9 @@ def on_job_completed(data: Mapping[str, Any], read_blob: ReadBlob = read_predict
     output = data["output"]
     summary = summarize_predictions(read_blob(output), os.environ.get(COLUMN_SETTING) or None)
     message = f"job {data['jobId']} completed: {output['container']}/{output['name']}: {summary.describe()}"
+    drift = data.get("drift")
+    if isinstance(drift, Mapping):  # null when the route has no drift reference
+        message += f"; drift verdict {drift.get('verdict')}"
     log.info(message)
     if isinstance(output.get("rows"), int) and output["rows"] != summary.rows:
         log.warning("job %s: the event says %d rows, the file has %d", data["jobId"], output["rows"], summary.rows)
@@ -132,13 +146,67 @@ def on_input_rejected(data: Mapping[str, Any]) -> str:
     return message
 
 
-def handle(event_type: str, data: Any, read_blob: ReadBlob = read_predictions) -> str | None:
+def post_json(url: str, body: Mapping[str, Any], headers: Mapping[str, str]) -> int:
+    """POST `body` as JSON; raises on a network error or an answer that is not 2xx (Event Grid then retries)."""
+    if urllib.parse.urlsplit(url).scheme not in {"http", "https"}:
+        raise ValueError(f"{RETRAIN_SETTING} must be an http(s) URL")
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode("utf-8"),
+        headers={"Content-Type": "application/json", **headers},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=RETRAIN_TIMEOUT_SECONDS) as response:
+        return int(response.status)
+
+
+def retraining_request(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What the retraining webhook gets: which job and route drifted, the drift summary (the report's blob
+    is named in `drift.report`), the scored file and its predictions."""
+    source = data.get("input") or {}
+    return {
+        "reason": "DropScore.DriftDetected",
+        "jobId": data.get("jobId"),
+        "route": data.get("route"),
+        "drift": data.get("drift"),
+        "input": {key: source.get(key) for key in ("container", "name", "etag", "rows")},
+        "output": data.get("output"),
+    }
+
+
+def on_drift_detected(data: Mapping[str, Any], post: PostJson = post_json) -> str:
+    """Log what drifted; with RETRAIN_WEBHOOK_URL set, ask for a retraining run. The POST carries an
+    `Idempotency-Key` (the event's id: job, attempt, type), since Event Grid may deliver the event twice."""
+    drift = data.get("drift") or {}
+    features = ", ".join(drift.get("driftedFeatures") or []) or "none listed"
+    top = ", ".join(f"{item.get('feature')} psi={item.get('psi')}" for item in drift.get("top") or [])
+    report = drift.get("report") or {}
+    message = (
+        f"job {data.get('jobId')} (route {data.get('route')}) drifted: {features} "
+        f"(share {drift.get('driftedShare')}; top {top or '-'}); report {report.get('container')}/{report.get('name')}"
+    )
+    log.warning(message)
+    url = os.environ.get(RETRAIN_SETTING, "").strip()
+    if not url:
+        log.info("%s is not set: no retraining requested for job %s", RETRAIN_SETTING, data.get("jobId"))
+        return message
+    key = f"{data.get('jobId')}-{data.get('attempt')}-DriftDetected"
+    status = post(url, retraining_request(data), {"Idempotency-Key": key})
+    log.info("retraining requested for job %s: HTTP %d", data.get("jobId"), status)
+    return f"{message}; retraining requested (HTTP {status})"
+
+
+def handle(
+    event_type: str, data: Any, read_blob: ReadBlob = read_predictions, post: PostJson = post_json
+) -> str | None:
     """React to one DropScore event; other types are ignored (subscriptions may be broader)."""
     if not isinstance(data, Mapping):
         log.warning("ignored %s: its data is not a JSON object", event_type)
         return None
     if event_type == "DropScore.JobCompleted":
         return on_job_completed(data, read_blob)
+    if event_type == "DropScore.DriftDetected":
+        return on_drift_detected(data, post)
     if event_type == "DropScore.JobFailed":
         return on_job_failed(data)
     if event_type == "DropScore.InputRejected":

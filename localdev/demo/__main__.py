@@ -1,4 +1,5 @@
-"""CLI: `python -m localdev.demo build --out DIR` and `python -m localdev.demo sample --rows N --out FILE`."""
+"""CLI: `python -m localdev.demo build --out DIR` and `python -m localdev.demo sample --rows N --out FILE
+[--shifted]`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     sample = commands.add_parser("sample", help="write a CSV of diamonds to score (no price column)")
     sample.add_argument("--rows", type=int, default=300)
     sample.add_argument("--seed", type=int, default=11)
+    sample.add_argument(
+        "--shifted",
+        action="store_true",
+        help="from a drifted population: heavier stones, mostly Fair and Good cuts (diamonds-shifted.csv: seed 13)",
+    )
     sample.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "build":
@@ -27,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from localdev.demo.data import scoring_frame
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    scoring_frame(args.rows, args.seed).to_csv(args.out, index=False)
+    scoring_frame(args.rows, args.seed, shifted=args.shifted).to_csv(args.out, index=False)
     print(f"wrote {args.rows} rows to {args.out}")
     return 0
 

@@ -1,4 +1,6 @@
-"""Train the diamonds price model and save it as an MLflow model and as a scoring-script deployment.
+"""Train the diamonds price model and save it as an MLflow model and as a scoring-script deployment, with the
+drift reference profile of its training data (`diamonds-reference.json`, built as `python -m shared.profile build
+TRAIN.csv --prediction-column price` builds one): the local stack uploads it and names it in DRIFT_REFERENCE.
 
 Serialization: MLflow 3 defaults scikit-learn models to skops, which refuses untrusted types on load;
 the demo saves with `serialization_format="cloudpickle"` so `mlflow.pyfunc.load_model` loads it as is
@@ -10,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
+import pandas as pd
 import sklearn
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestRegressor
@@ -25,6 +30,8 @@ HERE = Path(__file__).resolve().parent
 MLFLOW_DIR = "diamonds-mlflow"
 SCRIPT_DIR = "diamonds-script"
 STAMP = ".build-stamp"
+REFERENCE_FILE = "diamonds-reference.json"
+REFERENCE_STAMP = ".reference-stamp"
 TRAIN_ROWS = 20_000
 SCRIPT_SETTINGS = {"output_action": "append_row", "output_file_name": "predictions.csv", "mini_batch_size": 10}
 
@@ -49,6 +56,15 @@ def _fingerprint() -> str:
     return digest.hexdigest()
 
 
+def _reference_fingerprint(model: str) -> str:
+    """Changes with the model (its training data) and with the profile code (shared/drift)."""
+    digest = hashlib.sha256(model.encode())
+    for source in sorted((HERE.parents[1] / "shared" / "drift").glob("*")):
+        if source.is_file() and source.suffix in {".py", ".json"}:
+            digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
 def save_mlflow_model(pipeline: Pipeline, path: Path) -> None:
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -66,11 +82,32 @@ def save_mlflow_model(pipeline: Pipeline, path: Path) -> None:
         sklearn_log.setLevel(level)
 
 
+def _build_reference(out: Path, train: pd.DataFrame, *, fingerprint: str) -> None:
+    """out/diamonds-reference.json: the drift reference of the training data (`price` as the prediction)."""
+    from shared.drift.build import build_profile
+    from shared.drift.profile import profile_to_json
+
+    target = out / REFERENCE_FILE
+    with tempfile.TemporaryDirectory(prefix="diamonds-train-") as work:
+        csv_path = Path(work) / "diamonds-train.csv"  # the profile's `source`
+        train.to_csv(csv_path, index=False)
+        profile = build_profile(csv_path, prediction_column=TARGET)
+    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # two builds at once each write whole files
+    staged.write_text(json.dumps(profile_to_json(profile), indent=1) + "\n", encoding="utf-8")
+    staged.replace(target)
+    (out / REFERENCE_STAMP).write_text(fingerprint)
+
+
 def build(out: Path, force: bool = False) -> tuple[Path, Path]:
-    """Write out/diamonds-mlflow and out/diamonds-script; a no-op when they are up to date."""
+    """Write out/diamonds-mlflow, out/diamonds-script and out/diamonds-reference.json; a no-op when they are up
+    to date."""
     mlflow_dir, script_dir, stamp = out / MLFLOW_DIR, out / SCRIPT_DIR, out / STAMP
     fingerprint = _fingerprint()
     if not force and stamp.is_file() and stamp.read_text() == fingerprint and mlflow_dir.is_dir():
+        wanted = _reference_fingerprint(fingerprint)
+        stamp_file = out / REFERENCE_STAMP
+        if not (out / REFERENCE_FILE).is_file() or not stamp_file.is_file() or stamp_file.read_text() != wanted:
+            _build_reference(out, generate(TRAIN_ROWS, seed=7), fingerprint=wanted)
         return mlflow_dir, script_dir
     out.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
@@ -83,5 +120,6 @@ def build(out: Path, force: bool = False) -> tuple[Path, Path]:
     shutil.copy(HERE / "score_diamonds.py", script_dir / "score.py")
     shutil.copytree(mlflow_dir, script_dir / "model")
     (script_dir / "deployment.json").write_text(json.dumps(SCRIPT_SETTINGS, indent=2) + "\n")
+    _build_reference(out, train, fingerprint=_reference_fingerprint(fingerprint))
     stamp.write_text(fingerprint)
     return mlflow_dir, script_dir

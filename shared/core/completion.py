@@ -6,9 +6,11 @@ that event is published: nothing is announced before it is true, and nothing is 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from shared.core.naming import BAD_NAME, unquote_etag
 from shared.core.submission import ended, with_event
@@ -17,6 +19,10 @@ from shared.models import BlobInfo, EventType, Job, JobState, Stage
 
 #: Metadata on a moved input naming the job that moved it: another version's copy is never taken for ours.
 MOVED_BY = "dropscorejob"
+#: The most characters of drift summary the ledger keeps (a Table storage string holds 32K): past it, the
+#: names in `driftedFeatures` are cut from the end and `driftedFeaturesOmitted` says how many (the report
+#: blob keeps them all).
+DRIFT_MAX_CHARS = 16_000
 
 
 class MoveOutcome(StrEnum):
@@ -54,6 +60,8 @@ class Delivery:
     rows_in: int
     rows_out: int
     rows_missing: int
+    #: The drift summary (`data.drift` of the events); None when the job's route has no drift reference.
+    drift: dict[str, Any] | None = None
 
 
 def moved_by(job: Job, copy: BlobInfo | None) -> bool:
@@ -83,7 +91,11 @@ def our_input(job: Job, *, current: BlobInfo | None, archived: BlobInfo | None, 
 
 
 def delivered(job: Job, delivery: Delivery, now: datetime) -> Job:
-    """Predictions written and the input archived: Completed, with JobCompleted queued."""
+    """Predictions written and the input archived: Completed, with JobCompleted queued (and, when the file
+    drifted from its reference, DriftDetected before it, in the same write)."""
+    pending = job.events_pending
+    if drift_detected(delivery.drift):
+        pending = with_event(pending, EventType.DRIFT_DETECTED)
     return replace(
         job,
         state=JobState.COMPLETED,
@@ -96,9 +108,42 @@ def delivered(job: Job, delivery: Delivery, now: datetime) -> Job:
         rows_in=delivery.rows_in,
         rows_out=delivery.rows_out,
         rows_missing=delivery.rows_missing,
+        drift=drift_column(delivery.drift),
         updated_at=now,
-        events_pending=with_event(job.events_pending, EventType.JOB_COMPLETED),
+        events_pending=with_event(pending, EventType.JOB_COMPLETED),
     )
+
+
+def drift_detected(drift: dict[str, Any] | None) -> bool:
+    """The summary's verdict is drift: a DriftDetected event is due."""
+    return drift is not None and drift.get("verdict") == "drift"
+
+
+def drift_column(drift: dict[str, Any] | None) -> str:
+    """The summary as the ledger keeps it: compact JSON, keys sorted ("" for no summary), at most
+    DRIFT_MAX_CHARS: past it, `driftedFeatures` keeps the names that fit (in order) and
+    `driftedFeaturesOmitted` counts the rest; should even that not fit, `top` is emptied too."""
+    if drift is None:
+        return ""
+    text = _compact(drift)
+    names = drift.get("driftedFeatures")
+    if len(text) <= DRIFT_MAX_CHARS or not isinstance(names, list):
+        return text
+    trimmed = {**drift, "driftedFeatures": [], "driftedFeaturesOmitted": len(names)}
+    if len(_compact(trimmed)) > DRIFT_MAX_CHARS:
+        trimmed["top"] = []
+    room = DRIFT_MAX_CHARS - len(_compact(trimmed))
+    kept: list[Any] = []
+    for name in names:
+        room -= len(_compact(name)) + (1 if kept else 0)  # the name and its comma
+        if room < 0:
+            break
+        kept.append(name)
+    return _compact({**trimmed, "driftedFeatures": kept, "driftedFeaturesOmitted": len(names) - len(kept)})
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def undeliverable(job: Job, *, code: str, reason: str, now: datetime) -> Job:

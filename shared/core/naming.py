@@ -70,6 +70,11 @@ def reason_name(input_name: str) -> str:
     return f"{input_name}.reason.json"
 
 
+def drift_report_name(input_name: str) -> str:
+    """The drift report sits beside the predictions in the output container (overwritten by a re-run)."""
+    return f"{input_name}.drift.json"
+
+
 def event_id(job_id: str, event_type: EventType | str, attempt: int) -> str:
     """Deterministic per job, attempt and type, so subscribers can drop duplicates."""
     suffix = str(event_type).rsplit(".", 1)[-1]
@@ -102,7 +107,7 @@ BAD_NAME = "BadName"
 MAX_BLOB_NAME = 1024
 #: A file name's limit on the Linux compute that mounts the input (ext4 and most others: 255 bytes).
 MAX_SEGMENT_BYTES = 255
-_LONGEST_SUFFIX = max(len(predictions_name("")), len(reason_name("")))
+_LONGEST_SUFFIX = max(len(predictions_name("")), len(reason_name("")), len(drift_report_name("")))
 #: Unicode's bidirectional controls: they make a name display differently from what it is.
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 

@@ -8,11 +8,12 @@ parts     the predictions of a sharded input (a folder of part files) as the who
 """
 
 from shared.csvjoin.index import PredictionIndex
-from shared.csvjoin.join import JoinStats, join_predictions, prediction_column
+from shared.csvjoin.join import JoinObserver, JoinStats, join_predictions, prediction_column
 from shared.csvjoin.parts import PartPredictionStream, parse_part_predictions
 from shared.csvjoin.predictions import Prediction, PredictionsOutOfOrder, PredictionStream, parse_predictions
 
 __all__ = [
+    "JoinObserver",
     "JoinStats",
     "PartPredictionStream",
     "Prediction",

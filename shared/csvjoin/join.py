@@ -34,6 +34,16 @@ class JoinStats:
     columns: list[str] = field(default_factory=list)
 
 
+class JoinObserver(Protocol):
+    """Sees every row the join reads, once, in file order (the drift profiler): no second read of the input."""
+
+    def header(self, columns: list[str]) -> None: ...
+
+    def plain(self, lines: list[bytes], values: list[bytes]) -> None: ...
+
+    def records(self, records: list[list[str]], values: list[bytes]) -> None: ...
+
+
 class _Lookup(Protocol):
     def take(self, start: int, count: int) -> Taken: ...
 
@@ -56,12 +66,14 @@ def join_predictions(
     stats: JoinStats,
     *,
     delimiter: str = ",",
+    observer: JoinObserver | None = None,
 ) -> Iterator[bytes]:
     """Yield the output CSV: the input's header plus a prediction column, each row with its prediction.
 
     `predictions` is either an ascending stream (merge join: PredictionsOutOfOrder when it is not) or a
     lookup by row index (a PredictionIndex). Rows Azure ML did not score (failed mini-batches under the
-    error threshold) get an empty prediction and are counted in `stats.rows_missing`.
+    error threshold) get an empty prediction and are counted in `stats.rows_missing`. An `observer` is shown
+    the header, then each block's rows (plain blocks as their output lines) with their predictions.
     """
     blocks = line_blocks(input_chunks, size=INPUT_BLOCK)
     records_of = RecordReader(blocks, delimiter=delimiter)
@@ -70,7 +82,10 @@ def join_predictions(
     lookup: _Lookup | None = None  # predictions are read only once the input has a header
     for block in blocks:
         if lookup is not None and (lines := plain.lines(block)) is not None:
-            yield output.plain(lines, _take(lookup, stats, len(lines)).values)
+            values = _take(lookup, stats, len(lines)).values
+            if observer is not None:
+                observer.plain(lines, values)
+            yield output.plain(lines, values)
             continue
         records = [record for record in records_of.records(block) if not is_blank_line(record)]
         if lookup is None:
@@ -80,7 +95,12 @@ def join_predictions(
             stats.columns = [*header, prediction_column(header)]
             output.write(stats.columns)
             lookup = _lookup(predictions)
-        yield output.records(records, _take(lookup, stats, len(records)).values)
+            if observer is not None:
+                observer.header(header)
+        values = _take(lookup, stats, len(records)).values
+        if observer is not None:
+            observer.records(records, values)
+        yield output.records(records, values)
     if lookup is not None:
         stats.extra_predictions += lookup.rest()
 

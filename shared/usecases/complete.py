@@ -17,6 +17,7 @@ from shared.core.operator import CANCEL_REQUESTED, canceled_by_operator
 from shared.core.polling import completion_exhausted, completion_queued
 from shared.core.submission import ended
 from shared.csvjoin import (
+    JoinObserver,
     JoinStats,
     Prediction,
     PredictionIndex,
@@ -32,6 +33,8 @@ from shared.logcontext import about_job, note_aml_job
 from shared.models import REMOTE_DONE, Job, JobState, Stage
 from shared.usecases.admission import release
 from shared.usecases.deps import Deps, retry_lost_races
+from shared.usecases.drift import DriftWatch, watch
+from shared.usecases.drift import report as drift_report
 from shared.usecases.outbox import flush_events
 from shared.usecases.shard import part_rows, remove_parts
 
@@ -200,7 +203,9 @@ def _deliver_or_fail(deps: Deps, job: Job) -> Job:
 def _deliver_predictions(deps: Deps, job: Job) -> Job:
     settings = deps.settings
     target = predictions_name(job.name)
-    stats = _write_joined(deps, job, target=target)
+    drift = watch(deps, job)
+    stats = _write_joined(deps, job, target=target, drift=drift)
+    summary = None if drift is None else drift_report(deps, job, drift, rows_in=stats.rows_in)
     archived = _move_input(deps, job, target=settings.archive_container)
     delivery = transitions.Delivery(
         container=settings.output_container,
@@ -211,6 +216,7 @@ def _deliver_predictions(deps: Deps, job: Job) -> Job:
         rows_in=stats.rows_in,
         rows_out=stats.rows_out,
         rows_missing=stats.rows_missing,
+        drift=summary,
     )
     log.info(
         "job %s: %d rows scored (%d without a prediction) -> %s/%s",
@@ -223,8 +229,9 @@ def _deliver_predictions(deps: Deps, job: Job) -> Job:
     return deps.store.update(transitions.delivered(job, delivery, deps.clock()))
 
 
-def _write_joined(deps: Deps, job: Job, *, target: str) -> JoinStats:
-    """Join by streaming merge; predictions out of row order fall back to an on-disk index."""
+def _write_joined(deps: Deps, job: Job, *, target: str, drift: DriftWatch | None) -> JoinStats:
+    """Join by streaming merge; predictions out of row order fall back to an on-disk index. With a drift
+    reference, each join (the second one too) profiles the rows it reads, afresh."""
     blobs, settings = deps.blobs, deps.settings
     source = transitions.our_input(
         job,
@@ -238,7 +245,10 @@ def _write_joined(deps: Deps, job: Job, *, target: str) -> JoinStats:
     def join_into_target(predictions: Iterable[Prediction] | PredictionIndex) -> JoinStats:
         stats = JoinStats()
         inputs = blobs.chunks(source.container, source.name, etag=source.etag)
-        joined = join_predictions(inputs, predictions, stats, delimiter=settings.csv_delimiter)
+        observer: JoinObserver | None = None
+        if drift is not None:
+            observer = drift.fresh(size=job.size, sample_mb=settings.drift_sample_mb)
+        joined = join_predictions(inputs, predictions, stats, delimiter=settings.csv_delimiter, observer=observer)
         blobs.write(settings.output_container, target, joined, content_type="text/csv")
         return stats
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from shared.config import Settings
 from shared.core.polling import StuckPolicy
@@ -15,6 +15,7 @@ from shared.models import Job
 from shared.ports import (
     BlobStore,
     CompletionQueue,
+    DriftMetrics,
     EventPublisher,
     JobStore,
     ResourceReader,
@@ -26,6 +27,16 @@ from shared.usecases.schema import ModelColumns
 
 T = TypeVar("T")
 MAX_RACES = 5
+
+
+class NoDriftMetrics:
+    """DriftMetrics that sends nothing: the default of a Deps built without metrics (tests, tools)."""
+
+    def record(self, summary: Mapping[str, Any], *, job_id: str, route: str) -> None:
+        return None
+
+
+NO_DRIFT_METRICS = NoDriftMetrics()
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,8 @@ class Deps:
     slots: SlotTable
     #: The scoring adapter of a ROUTES endpoint (built once, on first use); None: only `scoring` exists.
     scorers: Callable[[str], ScoringEndpoint] | None = None
+    #: Where a job's drift scores go as metrics (runtime: OpenTelemetry); by default nowhere.
+    metrics: DriftMetrics = NO_DRIFT_METRICS
 
     def scoring_for(self, endpoint: str) -> ScoringEndpoint:
         """The adapter of the endpoint a job was submitted to ("" or the default's: `scoring`)."""

@@ -6,6 +6,8 @@ that reaches the topic's log validates against its JSON Schema in docs/events/.
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from azure.core.credentials import AzureKeyCredential
 from azure.eventgrid import EventGridPublisherClient
 
 from shared.adapters.eventgrid import EventGridPublisher
+from shared.drift.build import build_profile
+from shared.drift.profile import profile_to_json
 from shared.errors import ScoringAuthError
 from shared.models import EventType, RemoteStatus
 from shared.usecases import complete, intake, poll
@@ -80,6 +84,38 @@ def test_every_published_cloudevent_lands_in_the_log_and_validates(runner: Emula
     assert completed["subject"] == "/blobServices/default/containers/incoming/blobs/good.csv"
     ids = [event["id"] for event in logged]
     assert len(set(ids)) == len(ids)
+
+
+def test_a_drifted_file_publishes_drift_detected_and_job_completed_both_valid(
+    runner: EmulatorRunner, tmp_path: Path
+) -> None:
+    pick = random.Random(7)
+    training = tmp_path / "training.csv"
+    rows = [f"{pick.uniform(0.2, 1.2):.3f},{pick.choice(['Ideal', 'Good', 'Fair'])}" for _ in range(1000)]
+    training.write_text("carat,cut\n" + "\n".join(rows) + "\n")
+    emulator = runner.start()
+    world = with_publisher(make_world(DRIFT_REFERENCE="references/model.json"), emulator, "cloudevents")
+    world.blobs.put("references", "model.json", json.dumps(profile_to_json(build_profile(training))).encode())
+    shifted = [f"{pick.uniform(2.0, 3.0):.3f},Fair" for _ in range(200)]
+    world.scoring.script = [RemoteStatus.COMPLETED]
+    world.scoring.on_complete = write_predictions(world, ["1"] * len(shifted))
+    drop(world, "shifted.csv", ("carat,cut\n" + "\n".join(shifted) + "\n").encode())
+    poll.poll(world.deps)
+    for job_id in world.queue.drain():
+        complete.complete(world.deps, job_id)
+    lines = wait_for(lambda: len(emulator.logged_events()) >= 3 and emulator.logged_events())
+    logged = [line["event"] for line in lines]
+    assert [event["type"] for event in logged] == [
+        EventType.JOB_SUBMITTED.value,
+        EventType.DRIFT_DETECTED.value,
+        EventType.JOB_COMPLETED.value,
+    ]
+    for event in logged:
+        assert_valid(event)
+    detected, completed = logged[1], logged[2]
+    assert detected["data"]["drift"] == completed["data"]["drift"]
+    assert detected["data"]["drift"]["verdict"] == "drift"
+    assert detected["data"]["drift"]["report"] == {"container": "predictions", "name": "shifted.csv.drift.json"}
 
 
 def test_event_grid_schema_topics_get_event_grid_events(runner: EmulatorRunner) -> None:

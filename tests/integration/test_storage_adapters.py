@@ -17,6 +17,7 @@ from localdev.azurite import Azurite
 from shared.adapters.blobs import AzureBlobStore
 from shared.adapters.queues import StorageCompletionQueue
 from shared.adapters.tables import TableJobStore, to_entity
+from shared.core.completion import DRIFT_MAX_CHARS, drift_column
 from shared.errors import BlobChanged, BlobMissing, JobExists, StaleJob, StorageAuthError, StorageRequestError
 from shared.models import Job, JobState, Stage
 
@@ -169,6 +170,26 @@ def test_rows_written_before_the_stage_column_read_with_their_stage(
     loaded = store.get("1" * 40)
     assert loaded is not None
     assert loaded.stage is stage
+
+
+def test_the_drift_summary_round_trips_and_older_rows_read_without_one(azurite: Azurite) -> None:
+    """`Job.drift` is the column `drift` (a string, at most completion.DRIFT_MAX_CHARS); a row written before it
+    existed reads as no drift."""
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    store = TableJobStore(service, jobs_table=unique("jobs"), active_table=unique("active"))
+    summary = {"verdict": "drift", "driftedFeatures": [f"column_{i:05d}" for i in range(3000)], "top": []}
+    column = drift_column(summary)
+    assert DRIFT_MAX_CHARS - 20 < len(column) <= DRIFT_MAX_CHARS  # the longest the ledger keeps
+    created = store.create(replace(a_job("3" * 40), drift=column))
+    assert to_entity(created)["drift"] == column
+    loaded = store.get("3" * 40)
+    assert loaded is not None
+    assert loaded.drift == column
+    older = {k: v for k, v in to_entity(a_job("4" * 40)).items() if k != "drift"}
+    service.get_table_client(store.jobs_table).create_entity(older)
+    read = store.get("4" * 40)
+    assert read is not None
+    assert read.drift == ""
 
 
 def test_storage_refusals_leave_the_adapter_as_typed_errors(azurite: Azurite) -> None:

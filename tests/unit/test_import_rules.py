@@ -30,6 +30,9 @@ SDK_OWNERS = {
     "azure.eventgrid": "shared/adapters/eventgrid.py",
     "azure.identity": "shared/adapters/identity.py",
     "azure.monitor": "shared/adapters/telemetry.py",
+    # The metrics API (drift scores); telemetry.py reaches OpenTelemetry only through azure.monitor.opentelemetry,
+    # whose configure_azure_monitor installs the MeterProvider these go to.
+    "opentelemetry": "shared/adapters/metrics.py",
     "requests": "shared/adapters/rest.py",
     "yaml": "shared/adapters/modelcatalog.py",
     "urllib3": "shared/adapters/rest.py",

@@ -9,6 +9,7 @@ from shared.adapters import identity
 from shared.adapters.azureml import AzureMLBatchEndpoint
 from shared.adapters.blobs import AzureBlobStore
 from shared.adapters.eventgrid import EventGridPublisher
+from shared.adapters.metrics import OtelDriftMetrics
 from shared.adapters.queues import StorageCompletionQueue
 from shared.adapters.tables import TableJobStore
 from shared.config import Settings
@@ -31,6 +32,7 @@ def test_local_settings_build_connection_string_clients() -> None:
     assert isinstance(deps.completions, StorageCompletionQueue)
     assert isinstance(deps.scoring, AzureMLBatchEndpoint)
     assert isinstance(deps.events, EventGridPublisher)
+    assert isinstance(deps.metrics, OtelDriftMetrics)
     assert deps.blobs.account_name == "devstoreaccount1"
     assert deps.scoring.endpoint_uri == "http://127.0.0.1:5081/jobs"
 

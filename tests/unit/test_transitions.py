@@ -5,6 +5,7 @@ No fakes, no I/O: these are the rules the use cases carry out.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -226,6 +227,96 @@ def test_delivery_completes_the_job_and_queues_job_completed_in_the_same_write()
         "processed",
     )
     assert job.events_pending[-1] == EventType.JOB_COMPLETED.value
+
+
+def delivery_with(drift: dict[str, object] | None) -> completion.Delivery:
+    return completion.Delivery(
+        container="predictions",
+        name="day/x.csv.predictions.csv",
+        url="https://acct.blob.core.windows.net/predictions/day/x.csv.predictions.csv",
+        archive_container="processed",
+        archived=completion.MoveOutcome.MOVED,
+        rows_in=3,
+        rows_out=3,
+        rows_missing=0,
+        drift=drift,
+    )
+
+
+def drift_summary(verdict: str, drifted: list[str] | None = None) -> dict[str, object]:
+    return {
+        "verdict": verdict,
+        "reason": None if verdict != "not_computed" else "the input has no rows",
+        "driftedFeatures": drifted or [],
+        "driftedShare": 0.5 if drifted else 0.0,
+        "threshold": {"psi": 0.2, "share": 0.5},
+        "rowsProfiled": 3,
+        "top": [],
+        "prediction": None,
+        "report": {"container": "predictions", "name": "day/x.csv.drift.json"},
+    }
+
+
+def test_a_delivery_without_a_reference_keeps_no_drift_and_queues_job_completed_alone() -> None:
+    job = completion.delivered(scored(), delivery_with(None), NOW)
+    assert job.drift == ""
+    assert completion.unpublished(job) == [EventType.JOB_SUBMITTED.value, EventType.JOB_COMPLETED.value]
+
+
+@pytest.mark.parametrize("verdict", ["no_drift", "not_computed"])
+def test_a_summary_without_drift_is_kept_and_announces_nothing_more(verdict: str) -> None:
+    summary = drift_summary(verdict)
+    job = completion.delivered(scored(), delivery_with(summary), NOW)
+    assert json.loads(job.drift) == summary
+    assert job.drift == json.dumps(summary, separators=(",", ":"), sort_keys=True)
+    assert EventType.DRIFT_DETECTED.value not in job.events_pending
+
+
+def test_drift_queues_drift_detected_before_job_completed_in_the_same_write() -> None:
+    job = completion.delivered(scored(), delivery_with(drift_summary("drift", ["carat"])), NOW)
+    assert job.events_pending[-2:] == (EventType.DRIFT_DETECTED.value, EventType.JOB_COMPLETED.value)
+    assert json.loads(job.drift)["driftedFeatures"] == ["carat"]
+    again = completion.delivered(job, delivery_with(drift_summary("drift", ["carat"])), NOW)
+    assert again.events_pending == job.events_pending  # a repeat queues nothing twice
+
+
+def test_a_drifted_job_closes_only_once_both_events_are_out() -> None:
+    job = completion.delivered(scored(), delivery_with(drift_summary("drift", ["carat"])), NOW)
+    job = completion.published(job, [EventType.JOB_SUBMITTED.value], NOW)
+    only_completed = completion.published(job, [EventType.JOB_COMPLETED.value], NOW)
+    assert completion.unpublished(only_completed) == [EventType.DRIFT_DETECTED.value]
+    assert completion.closed(only_completed, NOW) is None
+    assert polling.summary_of(only_completed).events_pending
+    everything = completion.published(only_completed, [EventType.DRIFT_DETECTED.value], NOW)
+    done = completion.closed(everything, NOW)
+    assert done is not None
+    assert done.stage is Stage.DONE
+
+
+def test_every_event_type_has_its_own_id() -> None:
+    ids = {naming.event_id("a" * 40, event_type, 1) for event_type in EventType}
+    assert len(ids) == len(EventType)
+    assert naming.event_id("a" * 40, EventType.DRIFT_DETECTED, 2) == f"{'a' * 40}-2-DriftDetected"
+
+
+def test_a_huge_list_of_drifted_features_is_cut_to_fit_the_ledger() -> None:
+    names = [f"column_{index:05d}" for index in range(5000)]
+    summary = drift_summary("drift", names)
+    column = completion.drift_column(summary)
+    assert len(column) <= completion.DRIFT_MAX_CHARS
+    kept = json.loads(column)
+    assert kept["driftedFeatures"] == names[: len(kept["driftedFeatures"])]
+    assert kept["driftedFeaturesOmitted"] == len(names) - len(kept["driftedFeatures"]) > 0
+    assert {key: kept[key] for key in summary if key != "driftedFeatures"} == {
+        key: value for key, value in summary.items() if key != "driftedFeatures"
+    }
+    assert completion.drift_column(drift_summary("drift", names[:10])) == json.dumps(
+        drift_summary("drift", names[:10]), separators=(",", ":"), sort_keys=True
+    )
+
+
+def test_drift_report_names_sit_beside_the_predictions() -> None:
+    assert naming.drift_report_name("day/x.csv") == "day/x.csv.drift.json"
 
 
 def test_unusable_output_fails_the_job_before_anything_is_filed() -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
@@ -20,9 +23,10 @@ from localdev.procs import REPO_ROOT
 EVENTS_DIR = REPO_ROOT / "docs" / "events"
 
 
-def contract_event(event_type: str) -> dict[str, Any]:
-    """The contract's example payload for `event_type` (docs/events/examples), checked against its schema."""
-    event = json.loads((EVENTS_DIR / "examples" / f"{event_type}.json").read_text())
+def contract_event(event_type: str, variant: str = "") -> dict[str, Any]:
+    """The contract's example payload for `event_type` (docs/events/examples; `<type>.<variant>.json` for a
+    variant), checked against its schema."""
+    event = json.loads((EVENTS_DIR / "examples" / f"{event_type}{'.' + variant if variant else ''}.json").read_text())
     jsonschema.validate(event, json.loads((EVENTS_DIR / f"{event_type}.schema.json").read_text()))
     return event
 
@@ -140,3 +144,116 @@ def test_other_event_types_are_ignored(subscriber_app: ModuleType, caplog: pytes
 )
 def test_summaries(csv_text: str, column: str | None, expected: str) -> None:
     assert dropscore_subscriber.summarize_predictions(csv_text, column).describe() == expected
+
+
+# ---- DropScore.DriftDetected: where a retraining pipeline starts
+
+
+class Webhook:
+    """A local HTTP endpoint standing in for the retraining pipeline's webhook: records each POST."""
+
+    def __init__(self, status: int = 202) -> None:
+        self.status = status
+        self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                hook.received.append((dict(self.headers.items()), body))
+                self.send_response(hook.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/retrain"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+def test_drift_detected_without_a_webhook_logs_what_drifted(
+    subscriber_app: ModuleType, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(dropscore_subscriber.RETRAIN_SETTING, raising=False)
+    event = contract_event("DropScore.DriftDetected")
+    with caplog.at_level(logging.INFO, logger="dropscore.subscriber"):
+        subscriber_app.on_dropscore_event(decode(event))
+    records = [r for r in caplog.records if r.name == "dropscore.subscriber"]
+    [warning] = [r for r in records if r.levelno == logging.WARNING]
+    drift = event["data"]["drift"]
+    assert f"job {event['data']['jobId']} (route default) drifted: {', '.join(drift['driftedFeatures'])}" in (
+        warning.getMessage()
+    )
+    assert f"top {drift['top'][0]['feature']} psi={drift['top'][0]['psi']}" in warning.getMessage()
+    assert drift["report"]["name"] in warning.getMessage()
+    assert any("RETRAIN_WEBHOOK_URL is not set" in r.getMessage() for r in records)
+
+
+@pytest.mark.parametrize("schema", ["cloudevents", "eventgrid"])
+def test_drift_detected_posts_the_summary_to_the_retraining_webhook(
+    subscriber_app: ModuleType, webhook: Webhook, monkeypatch: pytest.MonkeyPatch, schema: str
+) -> None:
+    monkeypatch.setenv(dropscore_subscriber.RETRAIN_SETTING, webhook.url)
+    event = contract_event("DropScore.DriftDetected")
+    subscriber_app.on_dropscore_event(decode(event if schema == "cloudevents" else as_eventgrid_schema(event)))
+    [(headers, body)] = webhook.received
+    assert headers["Idempotency-Key"] == event["id"]
+    assert headers["Content-Type"] == "application/json"
+    data = event["data"]
+    assert body == {
+        "reason": "DropScore.DriftDetected",
+        "jobId": data["jobId"],
+        "route": data["route"],
+        "drift": data["drift"],
+        "input": {key: data["input"][key] for key in ("container", "name", "etag", "rows")},
+        "output": data["output"],
+    }
+
+
+def test_a_webhook_that_fails_fails_the_function_so_event_grid_retries(
+    subscriber_app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = Webhook(status=503)
+    try:
+        monkeypatch.setenv(dropscore_subscriber.RETRAIN_SETTING, hook.url)
+        with pytest.raises(OSError, match="503"):
+            subscriber_app.on_dropscore_event(decode(contract_event("DropScore.DriftDetected")))
+        assert len(hook.received) == 1
+    finally:
+        hook.close()
+
+
+def test_only_http_webhooks_are_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(dropscore_subscriber.RETRAIN_SETTING, "file:///etc/passwd")
+    with pytest.raises(ValueError, match="http"):
+        dropscore_subscriber.handle("DropScore.DriftDetected", contract_event("DropScore.DriftDetected")["data"])
+
+
+@pytest.mark.parametrize(("variant", "verdict"), [("", "no_drift"), ("drift", "drift")])
+def test_job_completed_says_the_drift_verdict(variant: str, verdict: str) -> None:
+    event = contract_event("DropScore.JobCompleted", variant)
+    message = dropscore_subscriber.handle(event["type"], event["data"], read_blob=lambda _output: PREDICTIONS)
+    assert message is not None
+    assert message.endswith(f"; drift verdict {verdict}")
+
+
+def test_job_completed_without_a_reference_says_nothing_of_drift() -> None:
+    event = contract_event("DropScore.JobCompleted")
+    event["data"]["drift"] = None
+    message = dropscore_subscriber.handle(event["type"], event["data"], read_blob=lambda _output: PREDICTIONS)
+    assert message is not None
+    assert "drift" not in message
