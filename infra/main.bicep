@@ -65,6 +65,9 @@ param shardPartMb int = 32
 @description('ROUTES: JSON mapping input folders to other batch endpoints (README, Routes); empty = one route. Grant the app identity the batch invoker role on each endpoint it names.')
 param routes string = ''
 
+@description('Drift reference profile of the default route, as container/path in the app storage account (python -m shared.profile build, uploaded to the references container); empty = no drift reports.')
+param driftReference string = ''
+
 @description('Most instances Flex Consumption may scale the app out to.')
 @minValue(40)
 @maxValue(1000)
@@ -98,6 +101,7 @@ var storageNames = {
   failedContainer: 'failed'
   rejectedContainer: 'rejected'
   amlOutputsContainer: 'aml-outputs'
+  referencesContainer: 'references'
   deploymentContainer: 'app-package-${take(toLower(appName), 32)}-${take(resourceToken, 7)}'
   deadLetterContainer: 'eventgrid-deadletter'
   hostsContainer: 'azure-webjobs-hosts'
@@ -146,6 +150,7 @@ module storage 'modules/storage.bicep' = {
       storageNames.failedContainer
       storageNames.rejectedContainer
       storageNames.amlOutputsContainer
+      storageNames.referencesContainer
       storageNames.deploymentContainer
       storageNames.deadLetterContainer
       storageNames.hostsContainer
@@ -299,6 +304,7 @@ module functionApp 'modules/functionapp.bicep' = {
     shardThresholdMb: shardThresholdMb
     shardPartMb: shardPartMb
     routes: routes
+    driftReference: driftReference
   }
 }
 

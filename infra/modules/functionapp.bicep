@@ -36,6 +36,7 @@ param maxJobsInFlight int
 param shardThresholdMb int
 param shardPartMb int
 param routes string
+param driftReference string
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
@@ -95,6 +96,7 @@ var appSettings = {
   SHARD_THRESHOLD_MB: string(shardThresholdMb)
   SHARD_PART_MB: string(shardPartMb)
   ROUTES: routes
+  DRIFT_REFERENCE: driftReference
 }
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {

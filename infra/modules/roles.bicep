@@ -108,6 +108,11 @@ resource appDataContainers 'Microsoft.Storage/storageAccounts/blobServices/conta
   }
 ]
 
+resource referencesContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: storageNames.referencesContainer
+}
+
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
@@ -173,6 +178,18 @@ resource appDataContainerContributor 'Microsoft.Authorization/roleAssignments@20
     }
   }
 ]
+
+// Drift reference profiles: the completion only reads them (operators upload them with their own rights).
+resource appReferencesReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (inAppGroup) {
+  name: guid(referencesContainer.id, appPrincipalId, storageBlobDataReader)
+  scope: referencesContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataReader)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Drift reference profiles (DRIFT_REFERENCE, a route driftReference): the completion reads the job reference profile; it never writes here.'
+  }
+}
 
 // Queues: the host creates and uses queues named at run time (the blob trigger's internal dispatch queue is
 // named after the host id; poison queues appear on first failure), so no per-queue scope holds them all.

@@ -49,6 +49,7 @@ EXPECTED_SETTINGS = {
     "SHARD_THRESHOLD_MB",
     "SHARD_PART_MB",
     "ROUTES",
+    "DRIFT_REFERENCE",
 }
 # Read by shared/config.py but deliberately left to the app's defaults in Azure (tuning knobs), or only for the
 # local stack (keys, tokens and connection strings are refused against Azure endpoints).
@@ -78,6 +79,9 @@ LEFT_TO_DEFAULTS = {
     "MAX_INPUT_BYTES",
     "CSV_DELIMITER",
     "EVENTGRID_TOPIC_KEY",
+    "DRIFT_PSI_THRESHOLD",
+    "DRIFT_SHARE_THRESHOLD",
+    "DRIFT_SAMPLE_MB",
 }
 NEVER_IN_AZURE = {"AzureWebJobsStorage", "AML_LOCAL_TOKEN", "EVENTGRID_TOPIC_KEY", "FUNCTIONS_WORKER_RUNTIME"}
 SECRET_MARKERS = re.compile(
@@ -288,6 +292,11 @@ def test_tuning_parameters_become_their_settings_as_strings(parameter: str, sett
     assert settings()[setting] == str(default)
     assert settings(**{parameter: 7})[setting] == "7"
     assert raw_settings()[setting] == {"function": {"type": "string", "parameters": {"value_to_convert": parameter}}}
+
+
+def test_the_drift_reference_passes_through_and_defaults_to_none() -> None:
+    assert settings()["DRIFT_REFERENCE"] == ""
+    assert settings(driftReference="references/diamonds.json")["DRIFT_REFERENCE"] == "references/diamonds.json"
 
 
 def test_routes_pass_through_as_given_and_default_to_one_route() -> None:

@@ -82,6 +82,7 @@ AZD_PARAMETERS = {
     "shardThresholdMb": "${SHARD_THRESHOLD_MB=256}",
     "shardPartMb": "${SHARD_PART_MB=32}",
     "routes": "${ROUTES=}",
+    "driftReference": "${DRIFT_REFERENCE=}",
 }
 
 
